@@ -1,9 +1,36 @@
 """Perturbations by name: ``get_perturbation(name)(images, value, generator)``.
 
-Importing the package registers every family (one module per kind of operation).
+Importing the package registers every family (one module per kind of operation): the 19 ImageNet-C
+corruptions and the editing operations webp, rescale, crop_resize, rotate, sharpness, gamma and hue.
+``presets.PRESETS`` names sets of families; ``combined("a", "b")`` (or the name ``"a+b"``) chains them;
+``scaled(name, image_size)`` adapts pixel-unit parameters to small images such as CIFAR.
 """
 
-from . import blur, codec, noise, photometric  # noqa: F401  (registration side effects)
-from .registry import Perturbation, get_perturbation, list_perturbations, register
+from . import blur, codec, geometric, noise, photometric, weather  # noqa: F401  (registration side effects)
+from .presets import PRESETS, combined, preset
+from .registry import (
+    Perturbation,
+    PerturbationValueError,
+    describe_registry,
+    get_perturbation,
+    interp_params,
+    list_perturbations,
+    register,
+    scaled,
+    spatial_scale,
+)
 
-__all__ = ["Perturbation", "get_perturbation", "list_perturbations", "register"]
+__all__ = [
+    "PRESETS",
+    "Perturbation",
+    "PerturbationValueError",
+    "combined",
+    "describe_registry",
+    "get_perturbation",
+    "interp_params",
+    "list_perturbations",
+    "preset",
+    "register",
+    "scaled",
+    "spatial_scale",
+]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import torch
-from torchvision.io import decode_jpeg, encode_jpeg
+from PIL import Image
 
+from ._ops import to_uint8  # noqa: F401  (re-exported)
 from .registry import register
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Float [0, 1] (N, 3, H, W) -> uint8 with round-half-to-even, as a saved image would be."""
-    return (images * 255.0).round().clamp(0, 255).to(torch.uint8)
 
 
 @register(
@@ -22,12 +21,37 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     reference="ImageNet-C jpeg_compression: PIL save(format='JPEG', quality=c) and reload (libjpeg, 4:2:0)",
     description="Encodes and decodes with libjpeg at the given quality (4:2:0 chroma subsampling).",
     tags=("imagenet-c",),
+    bounds=(1.0, 100.0),
 )
 def jpeg_compression(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
-    # torchvision's CPU encoder is libjpeg with Pillow's defaults (identical bitstreams); its CUDA encoder
-    # would use 4:4:4 chroma sampling, so the round trip always runs on the CPU to match the reference.
-    quality = int(round(value))
-    batch = list(to_uint8(images).cpu().unbind(0))
-    decoded = decode_jpeg(encode_jpeg(batch, quality=quality))
-    out = torch.stack(decoded).to(device=images.device, dtype=images.dtype) / 255.0
-    return out
+    # Pillow's libjpeg (4:2:0 chroma), as the reference; torchvision's CPU encoder gives the same bitstream but
+    # its image I/O is deprecated, and its CUDA encoder (nvjpeg) would use 4:4:4. So the round trip always runs
+    # on the CPU, one image at a time (the codec is the point).
+    return pil_roundtrip(images, "JPEG", int(round(value)))
+
+
+def pil_roundtrip(images: torch.Tensor, fmt: str, quality: int) -> torch.Tensor:
+    """Encode each image of (N, 3, H, W) with Pillow in ``fmt`` at ``quality`` and decode it back."""
+    u8 = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
+    out = []
+    for arr in u8:
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format=fmt, quality=quality)
+        buf.seek(0)
+        out.append(np.asarray(Image.open(buf).convert("RGB")))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(device=images.device, dtype=images.dtype) / 255.0
+
+
+@register(
+    "webp",
+    param="WebP quality (1-100, lossy)",
+    severities=(60, 40, 20, 10, 5),
+    identity=None,
+    random=False,
+    reference="Pillow save(format='WEBP', quality=c) and reload (libwebp, lossy, 4:2:0)",
+    description="Encodes and decodes with libwebp at the given quality (editing: re-upload to the web).",
+    tags=("editing",),
+    bounds=(0.0, 100.0),
+)
+def webp(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
+    return pil_roundtrip(images, "WEBP", int(round(value)))

@@ -1,20 +1,36 @@
 """Registry of perturbations by name.
 
 A perturbation maps a batch of images (N, 3, H, W), float in [0, 1], to a batch of the same shape, dtype and
-device, given one parameter value in the family's natural unit and a ``torch.Generator`` for any randomness.
+device, given one parameter value and a ``torch.Generator`` for any randomness.
+
+``value`` is either the family's parameter in its natural unit (``unit="natural"``: JPEG quality, noise sigma,
+...) or, for corruptions defined by several parameters at once (glass blur's (sigma, max_delta, iterations),
+snow, fog, ...), a continuous severity in [0, 5] (``unit="severity"``): 0 is the identity, integer severities
+reproduce ImageNet-C's parameter tuples exactly, and a non-integer severity linearly interpolates each parameter
+between the neighbouring integer severities (integer parameters rounded half up; see ``interp_params``).
+
+Spatial parameters (blur radii in pixels, ...) are ImageNet-C's, defined for 224 px images. ``scaled(name, size)``
+returns the family with those parameters multiplied by ``size / 224``, for small images such as CIFAR (32 px).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
 
-from ..errors import unknown_name
+from ..errors import EmbedRobustError, unknown_name
 
-PerturbFn = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
+PerturbFn = Callable[..., torch.Tensor]
+
+REFERENCE_SIZE = 224  # ImageNet-C's image side; spatial parameters are defined at this size
+
+
+class PerturbationValueError(EmbedRobustError, ValueError):
+    """A perturbation was called with a parameter value outside its valid range."""
 
 
 @dataclass(frozen=True)
@@ -23,13 +39,17 @@ class Perturbation:
 
     Attributes:
         name: registry key, e.g. ``"jpeg_compression"``.
-        fn: the batched function ``fn(images, value, generator)``.
+        fn: the batched function ``fn(images, value, generator)`` (spatial families also take ``scale=``).
         param: what ``value`` means, with its unit, e.g. ``"quality (1-100)"``.
         severities: parameter values of severities 1..5 (ImageNet-C's where it defines them).
         identity: the value that leaves an image unchanged, or None where none does (lossy codecs).
         random: whether the output depends on the generator.
         reference: the reference implementation this follows.
         description: one line for the report and ``embedrobust perturb --list``.
+        unit: ``"natural"`` (value in the parameter's unit) or ``"severity"`` (continuous severity in [0, 5]).
+        bounds: closed interval of valid values.
+        spatial: whether ``fn`` accepts ``scale=`` (pixel-unit parameters multiplied by it).
+        scale: the spatial scale bound into this instance (1 = ImageNet-C's 224 px parameters).
     """
 
     name: str
@@ -41,19 +61,69 @@ class Perturbation:
     reference: str
     description: str
     tags: tuple[str, ...] = field(default=())
+    unit: str = "natural"
+    bounds: tuple[float, float] = (-math.inf, math.inf)
+    spatial: bool = False
+    scale: float = 1.0
 
     def __call__(self, images: torch.Tensor, value: float, generator: torch.Generator | None = None) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"{self.name}: expected images of shape (N, 3, H, W), got {tuple(images.shape)}")
+            raise PerturbationValueError(
+                f"{self.name}: expected images of shape (N, 3, H, W), got {tuple(images.shape)}; "
+                "convert grey or RGBA images to RGB first"
+            )
+        value = float(value)
+        lo, hi = self.bounds
+        if not (lo <= value <= hi):
+            raise PerturbationValueError(
+                f"{self.name}: value {value:g} is outside [{lo:g}, {hi:g}] ({self.param}); choose a value in range"
+            )
         if generator is None:
             generator = torch.Generator(device=images.device).manual_seed(0)
-        if self.identity is not None and math.isclose(float(value), self.identity):
+        if self.identity is not None and math.isclose(value, self.identity):
             return images.clone()
-        return self.fn(images, float(value), generator)
+        if self.spatial:
+            return self.fn(images, value, generator, scale=self.scale)
+        return self.fn(images, value, generator)
 
     def levels(self, severities: Sequence[int]) -> list[float]:
         """Parameter values for severities (1-based)."""
         return [self.severities[s - 1] for s in severities]
+
+    def value_at(self, severity: float) -> float:
+        """The value of a continuous severity in [0, 5]: linear between the severity table's entries, with the
+        identity at 0 (or severity 1's value below 1 where no identity exists, e.g. lossy codecs)."""
+        if not 0.0 <= severity <= 5.0:
+            raise PerturbationValueError(f"severity {severity:g} is outside [0, 5]; use a value in [0, 5]")
+        table = [self.identity if self.identity is not None else self.severities[0], *self.severities]
+        i = min(int(math.floor(severity)), 4)
+        t = severity - i
+        a, b = table[i], table[i + 1]
+        if math.isinf(a):  # e.g. shot noise's photon count: interpolate 1/c, which is 0 at the identity
+            return 1.0 / (t / b) if t > 0 else a
+        return a + t * (b - a)
+
+
+def interp_params(table: Sequence[Sequence[float]], identity: Sequence[float], severity: float,
+                  integer: Sequence[bool] = ()) -> tuple[float, ...]:
+    """Parameters at a continuous severity: ``table[k-1]`` at integer k, ``identity`` at 0, linear in between.
+
+    Args:
+        table: five parameter tuples (severities 1..5).
+        identity: the parameter tuple that makes the corruption a no-op (severity 0).
+        severity: in [0, 5].
+        integer: per parameter, whether it is rounded half up to an integer after interpolation.
+    """
+    rows = [tuple(identity), *[tuple(r) for r in table]]
+    i = min(int(math.floor(severity)), len(rows) - 2)
+    t = severity - i
+    out = []
+    for j, (a, b) in enumerate(zip(rows[i], rows[i + 1])):
+        v = a + t * (b - a)
+        if j < len(integer) and integer[j]:
+            v = float(math.floor(v + 0.5))
+        out.append(v)
+    return tuple(out)
 
 
 _REGISTRY: dict[str, Perturbation] = {}
@@ -69,12 +139,16 @@ def register(
     reference: str,
     description: str,
     tags: Sequence[str] = (),
+    unit: str = "natural",
+    bounds: tuple[float, float] | None = None,
+    spatial: bool = False,
 ) -> Callable[[PerturbFn], PerturbFn]:
-    """Decorator that registers ``fn`` under ``name``."""
+    """Decorator that registers ``fn`` under ``name``. Severity-unit families get bounds [0, 5] by default."""
 
     def deco(fn: PerturbFn) -> PerturbFn:
         if name in _REGISTRY:
             raise ValueError(f"perturbation {name!r} registered twice")
+        b = bounds if bounds is not None else ((0.0, 5.0) if unit == "severity" else (-math.inf, math.inf))
         _REGISTRY[name] = Perturbation(
             name=name,
             fn=fn,
@@ -85,20 +159,76 @@ def register(
             reference=reference,
             description=description,
             tags=tuple(tags),
+            unit=unit,
+            bounds=b,
+            spatial=spatial,
         )
         return fn
 
     return deco
 
 
+def add(p: Perturbation) -> Perturbation:
+    """Register a ready-made Perturbation (used for combined chains); re-adding an identical name is a no-op."""
+    if p.name in _REGISTRY:
+        return _REGISTRY[p.name]
+    _REGISTRY[p.name] = p
+    return p
+
+
 def get_perturbation(name: str) -> Perturbation:
-    """The registered perturbation ``name``; an unknown name raises one error that lists the known ones."""
+    """The registered perturbation ``name``; an unknown name raises one error that lists the known ones.
+
+    A name ``"a+b"`` of registered families is built on demand as their combined chain (see ``presets.combined``).
+    """
     try:
         return _REGISTRY[name]
     except KeyError:
+        if "+" in name:
+            from .presets import combined
+
+            return combined(*name.split("+"))
         raise unknown_name("perturbation", name, list(_REGISTRY)) from None
 
 
 def list_perturbations() -> list[str]:
     """Registered names, sorted."""
     return sorted(_REGISTRY)
+
+
+def spatial_scale(image_size: int, reference_size: int = REFERENCE_SIZE) -> float:
+    """Size-relative scale of pixel-unit parameters: ``image_size / 224`` (CIFAR's 32 px -> 1/7)."""
+    if image_size <= 0:
+        raise PerturbationValueError(f"image size {image_size} must be positive")
+    return image_size / reference_size
+
+
+def scaled(name: str, image_size: int, reference_size: int = REFERENCE_SIZE) -> Perturbation:
+    """The family ``name`` with pixel-unit parameters scaled by ``image_size / reference_size``.
+
+    ImageNet-C's parameters are defined for 224 px images; applied unchanged to a 32 px CIFAR image a 6 px blur
+    destroys it. Scaling keeps the corruption's look relative to the image (blur radii, glass-blur
+    displacements, motion-blur length, snow-flake and spatter sizes, frost texture scale). Families without
+    pixel-unit parameters are returned unchanged.
+    """
+    p = get_perturbation(name)
+    if not p.spatial:
+        return p
+    return dataclasses.replace(p, scale=spatial_scale(image_size, reference_size))
+
+
+def describe_registry() -> str:
+    """A plain-text table of every family: name, parameter, severities 1..5, identity, random, reference."""
+    rows = [("name", "unit", "parameter", "severities 1..5", "identity", "random", "reference")]
+    for n in list_perturbations():
+        p = _REGISTRY[n]
+        sev = "/".join(f"{s:g}" for s in p.severities)
+        ident = "-" if p.identity is None else f"{p.identity:g}"
+        rows.append((n, p.unit, p.param, sev, ident, "yes" if p.random else "no", p.reference))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 9)
+    return "\n".join(lines)
