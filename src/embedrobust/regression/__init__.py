@@ -1,0 +1,6 @@
+"""Downstream performance against embedding robustness: statsmodels fits and held-out-family prediction."""
+
+from embedrobust.regression.fit import RegressionResult, accuracy_drop, bin_points, fit_all
+from embedrobust.regression.linefit import fit_logit, fit_ols
+
+__all__ = ["RegressionResult", "accuracy_drop", "bin_points", "fit_all", "fit_logit", "fit_ols"]
