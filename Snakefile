@@ -1,0 +1,24 @@
+# embedrobust: robustness of vision foundation model embeddings. Thin entry point; rules live in workflow/rules.
+#   snakemake --cores all reports/final.pdf        (the demo in params.yaml)
+#   snakemake --cores all --configfile config/full_study.yaml   (the full study, GPU)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/fetch.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/metrics.smk"
+include: "workflow/rules/downstream.smk"
+include: "workflow/rules/regression.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "reports/final.pdf",

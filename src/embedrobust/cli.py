@@ -1,0 +1,127 @@
+"""``embedrobust``: one command per pipeline stage, plus registry listings.
+
+Each stage takes either ``--params FILE`` with ``--dataset``/``--model`` (or ``--all``), or ``--stage-config JSON``,
+the exact subset of the config that Snakemake passes (see ``config.stage_config``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import EmbedRobustError
+
+STAGES = ("fetch", "embed", "text", "metrics", "downstream", "regression", "report")
+PER_DATASET = {"fetch", "regression"}
+PER_MODEL = {"embed", "text", "metrics", "downstream"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="embedrobust", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for stage in STAGES:
+        s = sub.add_parser(stage, help=f"run the {stage} stage")
+        s.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)")
+        s.add_argument("--stage-config", help="JSON stage config (as Snakemake passes it); overrides --params")
+        s.add_argument("--root", type=Path, default=Path("."), help="project root holding data/ (default: .)")
+        s.add_argument("--no-progress", action="store_true", help="no progress bar")
+        s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+        if stage in PER_DATASET | PER_MODEL:
+            s.add_argument("--dataset", help="dataset name (a key of params datasets)")
+            s.add_argument("--all", action="store_true", help="every dataset (and model) in params")
+        if stage in PER_MODEL:
+            s.add_argument("--model", help="model name (a key of params models)")
+        if stage == "report":
+            s.add_argument("--out", type=Path, default=Path("reports/final.pdf"))
+    pl = sub.add_parser("perturb", help="perturbation registry")
+    pl.add_argument("--list", action="store_true", required=True, help="print every perturbation and its grid")
+    ml = sub.add_parser("models", help="model registry")
+    ml.add_argument("--list", action="store_true", required=True)
+    ml.add_argument("--library", choices=["open_clip", "timm"])
+    ml.add_argument("--filter", default="", help="substring filter")
+    v = sub.add_parser("validate", help="validate a params file and print the perturbation grid")
+    v.add_argument("--params", type=Path, default=Path("params.yaml"))
+    return p
+
+
+def _targets(args, config: dict) -> list[dict]:
+    """Stage configs for the selected datasets/models."""
+    from .config import stage_config
+
+    stage = args.command
+    if stage == "report":
+        return [stage_config(config, stage)]
+    datasets = list(config["datasets"]) if args.all or not args.dataset else [args.dataset]
+    for d in datasets:
+        if d not in config["datasets"]:
+            from .errors import unknown_name
+
+            raise unknown_name("dataset", d, list(config["datasets"]))
+    if stage in PER_DATASET:
+        return [stage_config(config, stage, dataset=d) for d in datasets]
+    models = list(config["models"]) if args.all or not args.model else [args.model]
+    for m in models:
+        if m not in config["models"]:
+            from .errors import unknown_name
+
+            raise unknown_name("model", m, list(config["models"]))
+    cfgs = [stage_config(config, stage, dataset=d, model=m) for d, m in itertools.product(datasets, models)]
+    return [c for c in cfgs if c is not None]  # None: the stage does not apply (text for a non-CLIP model)
+
+
+def _run_stage(args) -> None:
+    from . import stages
+    from .config import load_params
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.stage_config:
+        cfgs = [json.loads(args.stage_config)]
+    else:
+        cfgs = _targets(args, load_params(args.params))
+    for cfg in cfgs:
+        if args.command == "embed":
+            stages.embed(cfg, args.root, progress=not args.no_progress)
+        elif args.command == "report":
+            stages.report(cfg, args.root, args.params, args.out)
+        else:
+            getattr(stages, args.command)(cfg, args.root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "perturb":
+            from .perturb import describe_registry
+
+            print(describe_registry())
+        elif args.command == "models":
+            from .models import list_models
+
+            names = [n for n in list_models(args.library) if args.filter in n]
+            print("\n".join(names))
+        elif args.command == "validate":
+            from .config import conditions, load_params
+
+            cfg = load_params(args.params)
+            grid = conditions(cfg)
+            print(f"{args.params}: valid; {len(cfg['datasets'])} dataset(s), {len(cfg['models'])} model(s), "
+                  f"{len(grid)} conditions:")
+            print("  " + ", ".join(c.label for c in grid))
+        else:
+            _run_stage(args)
+    except EmbedRobustError as exc:
+        print(f"embedrobust {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""The study's config (params.yaml): loading, validation, defaults, the perturbation grid and per-stage subsets.
+
+Every stage reads only its own subset of the config (``stage_config``). Snakemake rules pass that subset as their
+``params`` and DVC stages list the same sections, so editing one parameter reruns only the stages that read it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+SCHEMA_RESOURCE = "schemas/params.schema.yaml"
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict:
+    """The JSON schema of params.yaml (shipped with the package; workflow/schemas links to it)."""
+    text = resources.files("embedrobust").joinpath(SCHEMA_RESOURCE).read_text()
+    return yaml.safe_load(text)
+
+
+def _path(error) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _fill_defaults(node: dict, sch: dict, root: dict) -> None:
+    """Fill ``default`` values of object properties in place (jsonschema validates but never fills)."""
+    if "$ref" in sch:
+        sch = _resolve(sch["$ref"], root)
+    for key, sub in sch.get("properties", {}).items():
+        if "$ref" in sub:
+            sub = _resolve(sub["$ref"], root)
+        if key not in node and "default" in sub:
+            node[key] = copy.deepcopy(sub["default"])
+        if key not in node and sub.get("type") == "object" and "properties" in sub:
+            node[key] = {}
+        if isinstance(node.get(key), dict):
+            _fill_defaults(node[key], sub, root)
+    extra = sch.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in node.items():
+            if key not in sch.get("properties", {}) and isinstance(value, dict):
+                _fill_defaults(value, extra, root)
+
+
+def _resolve(ref: str, root: dict) -> dict:
+    node = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def validate(config: dict, source: str = "params") -> dict:
+    """Validate ``config`` against the schema and the registries; return a copy with defaults filled.
+
+    Raises:
+        ConfigError: one message naming the first problem (its path in the config) and how to fix it.
+    """
+    import jsonschema
+
+    sch = schema()
+    validator = jsonschema.Draft202012Validator(sch)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.message))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(
+            f"{source}: {_path(best)}: {best.message}. Fix that value; the allowed keys and types are in "
+            f"src/embedrobust/schemas/params.schema.yaml."
+        )
+    cfg = copy.deepcopy(config)
+    _fill_defaults(cfg, sch, sch)
+    conditions(cfg)  # checks perturbation names, presets and severities
+    _check_models(cfg)
+    return cfg
+
+
+def _check_models(cfg: dict) -> None:
+    """Unknown architectures fail here, before any stage runs, with the closest known names."""
+    from .errors import unknown_name
+    from .models import list_models
+
+    for name, spec in cfg["models"].items():
+        known = list_models(spec["library"])
+        if spec["arch"] not in known:
+            err = unknown_name(f"{spec['library']} architecture", spec["arch"], known)
+            raise ConfigError(f"models.{name}.arch: {str(err).split(' Known ')[0]} "
+                              f"List them with `embedrobust models --list --library {spec['library']}`.")
+
+
+def load_params(path: str | Path) -> dict:
+    """Read and validate a params file (YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {str(path)!r} not found. Pass an existing file with --params.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}). Fix the syntax at the position shown.") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (seed, datasets, models, ...), got {type(raw).__name__}.")
+    return validate(raw, source=str(path))
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One cell of the perturbation grid. The clean condition has family 'clean' and value NaN."""
+
+    family: str
+    value: float
+
+    @property
+    def label(self) -> str:
+        return "clean" if self.family == "clean" else f"{self.family}@{self.value:g}"
+
+    @property
+    def is_clean(self) -> bool:
+        return self.family == "clean"
+
+
+CLEAN = Condition("clean", math.nan)
+
+
+def families(config: dict) -> dict[str, list[float]]:
+    """Family name -> parameter values, presets first (each at severities 1-5), then explicit families.
+
+    An explicit family overrides the same family from a preset.
+    """
+    from .errors import unknown_name
+    from .perturb import get_perturbation
+
+    pert = config.get("perturbations", {})
+    out: dict[str, list[float]] = {}
+    for preset in pert.get("presets", []):
+        from .perturb.presets import PRESETS
+
+        if preset not in PRESETS:
+            raise ConfigError(f"perturbations.presets: {unknown_name('preset', preset, list(PRESETS))}")
+        for name in PRESETS[preset]:
+            out[name] = list(get_perturbation(name).severities)
+    for name, spec in pert.get("families", {}).items():
+        try:
+            p = get_perturbation(name)
+        except KeyError as exc:
+            raise ConfigError(f"perturbations.families.{name}: {exc}") from None
+        if "levels" in spec:
+            values = [float(v) for v in spec["levels"]]
+        else:
+            values = p.levels(spec["severities"])
+        if len(set(values)) != len(values):
+            raise ConfigError(f"perturbations.families.{name}: repeated parameter values {values}; list each once.")
+        out[name] = values
+    return out
+
+
+def conditions(config: dict) -> list[Condition]:
+    """The grid: clean first, then every family at every value, in config order."""
+    conds = [CLEAN]
+    for name, values in families(config).items():
+        conds.extend(Condition(name, v) for v in values)
+    return conds
+
+
+# The sections each stage reads. Keeping this list the only place where it is written makes Snakemake's params
+# rerun trigger and DVC's params dependencies agree.
+def stage_config(config: dict, stage: str, dataset: str | None = None, model: str | None = None) -> dict | None:
+    """The subset of ``config`` that ``stage`` reads (for one dataset/model where it applies).
+
+    None where the stage does not apply (``text`` for a model without a text tower).
+    """
+    seed = config["seed"]
+    if stage == "fetch":
+        return {"seed": seed, "dataset": dataset, "datasets": {dataset: config["datasets"][dataset]}}
+    if stage == "embed":
+        return {
+            "seed": seed,
+            "device": config.get("device", "auto"),
+            "dataset": dataset,
+            "model": model,
+            "datasets": {dataset: config["datasets"][dataset]},
+            "models": {model: config["models"][model]},
+            "perturbations": config["perturbations"],
+            "embed": config["embed"],
+        }
+    if stage == "text":
+        spec = config["models"][model]
+        tasks = config["downstream"]["tasks"]
+        if spec["library"] != "open_clip" or "zero_shot" not in tasks:
+            return None  # no text tower, or zero-shot not asked for
+        return {
+            "seed": seed,
+            "device": config.get("device", "auto"),
+            "dataset": dataset,
+            "model": model,
+            "models": {model: spec},
+            "templates": config["downstream"].get("zero_shot", {}).get("templates", "imagenet"),
+        }
+    if stage == "metrics":
+        return {"dataset": dataset, "model": model, "perturbations": config["perturbations"]}
+    if stage == "downstream":
+        return {"seed": seed, "dataset": dataset, "model": model, "downstream": config["downstream"]}
+    if stage == "regression":
+        return {"dataset": dataset, "models": sorted(config["models"]), "regression": config["regression"]}
+    if stage == "report":
+        # The report prints the whole config as provenance, so it reads all of it.
+        return {"report": config.get("report", {}), "config": config}
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+# DVC reads params by section; these must cover what stage_config reads.
+DVC_PARAMS = {
+    "fetch": ["seed", "datasets"],
+    "embed": ["seed", "device", "datasets", "models", "perturbations", "embed"],
+    "text": ["seed", "device", "models", "downstream.tasks", "downstream.zero_shot"],
+    "metrics": ["perturbations"],
+    "downstream": ["seed", "downstream"],
+    "regression": ["regression"],
+    "report": ["seed", "device", "datasets", "models", "perturbations", "embed", "downstream", "regression", "report"],
+}
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted-key, compact JSON: the same config always gives the same string."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def sha256(obj: Any) -> str:
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()

@@ -1,0 +1,170 @@
+"""The pipeline's stages: each reads its inputs from artifacts, computes through the library, writes its outputs.
+
+This is the only module that knows artifact paths and formats; Snakemake rules and DVC stages reach it through
+the CLI. Outputs are written to a temporary name and renamed, so an interrupted stage never leaves a file that
+looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import conditions
+
+log = logging.getLogger(__name__)
+
+METRIC_BLOCK = 4096  # images per metrics batch: bounds memory at (block, K, D) float64
+
+
+# -- paths ---------------------------------------------------------------------------------------------------------
+def dataset_dir(root: Path, dataset: str) -> Path:
+    return root / "data" / "datasets" / dataset
+
+
+def store_path(root: Path, dataset: str, model: str) -> Path:
+    return root / "data" / "embeddings" / dataset / f"{model}.zarr"
+
+
+def text_path(root: Path, dataset: str, model: str) -> Path:
+    return root / "data" / "text" / dataset / f"{model}.npz"
+
+
+def metrics_path(root: Path, dataset: str, model: str) -> Path:
+    return root / "data" / "metrics" / dataset / f"{model}.parquet"
+
+
+def downstream_path(root: Path, dataset: str, model: str) -> Path:
+    return root / "data" / "downstream" / dataset / f"{model}.parquet"
+
+
+def regression_dir(root: Path, dataset: str) -> Path:
+    return root / "data" / "regression" / dataset
+
+
+def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+# -- stages --------------------------------------------------------------------------------------------------------
+def fetch(cfg: dict, root: Path) -> Path:
+    from .data import fetch_dataset
+
+    name = cfg["dataset"]
+    return fetch_dataset(name, cfg["datasets"][name], dataset_dir(root, name), seed=cfg["seed"])
+
+
+def embed(cfg: dict, root: Path, progress: bool = True) -> Path:
+    from .embed import run_embed
+
+    return run_embed(cfg, dataset_dir(root, cfg["dataset"]), store_path(root, cfg["dataset"], cfg["model"]), progress)
+
+
+def text(cfg: dict, root: Path) -> Path:
+    """Zero-shot class embeddings (C, D) of a CLIP model, cached beside its store."""
+    from .data import class_names, read_index
+    from .downstream import class_text_embeddings
+    from .embed.run import resolve_device
+    from .models import create_encoder
+
+    ds, model = cfg["dataset"], cfg["model"]
+    spec = dict(cfg["models"][model])
+    spec.setdefault("seed", cfg["seed"])
+    encoder = create_encoder(spec, device=resolve_device(cfg.get("device", "auto")))
+    names = class_names(read_index(dataset_dir(root, ds)))
+    emb = class_text_embeddings(encoder.encode_text, names, cfg["templates"]).float().cpu().numpy()
+    out = text_path(root, ds, model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez(tmp, text_embedding=emb, class_name=np.array(names))
+    os.replace(tmp, out)
+    return out
+
+
+def metrics(cfg: dict, root: Path) -> Path:
+    """Per image x family: cosine, Euclidean and DivergenceRadius over {clean} + the family's levels."""
+    import torch
+
+    from .embed import open_store
+    from .metrics import robustness_metrics
+
+    ds_name, model = cfg["dataset"], cfg["model"]
+    store = open_store(store_path(root, ds_name, model))
+    labels = store["condition"].values.astype(str).tolist()
+    fams = store["family"].values.astype(str)
+    clean_idx = labels.index("clean")
+    rows = []
+    for family in dict.fromkeys(c.family for c in conditions(cfg) if not c.is_clean):
+        idx = [clean_idx] + [i for i, f in enumerate(fams) if f == family]
+        points = store["embedding"].isel(condition=idx).values  # (K, N, D)
+        values = {k: [] for k in ("cosine", "euclidean", "divergence_radius")}
+        for start in range(0, points.shape[1], METRIC_BLOCK):
+            block = torch.from_numpy(np.ascontiguousarray(points[:, start : start + METRIC_BLOCK].transpose(1, 0, 2)))
+            res = robustness_metrics(block.double())
+            for k in values:
+                values[k].append(res[k].cpu().numpy())
+        rows.append(pd.DataFrame({
+            "dataset": ds_name,
+            "model": model,
+            "image": store["image"].values.astype(str),
+            "split": store["split"].values.astype(str),
+            "label": store["label"].values.astype(np.int64),
+            "family": family,
+            "n_points": len(idx),
+            **{k: np.concatenate(v) for k, v in values.items()},
+        }))
+    out = metrics_path(root, ds_name, model)
+    _atomic_parquet(pd.concat(rows, ignore_index=True), out)
+    return out
+
+
+def downstream(cfg: dict, root: Path) -> Path:
+    from .downstream import evaluate_store
+    from .embed import open_store
+
+    ds_name, model = cfg["dataset"], cfg["model"]
+    store = open_store(store_path(root, ds_name, model)).load()
+    tp = text_path(root, ds_name, model)
+    if tp.exists():
+        with np.load(tp) as z:
+            store["text_embedding"] = (("class", "dim"), z["text_embedding"])
+    outcomes = evaluate_store(store, cfg["downstream"], seed=cfg["seed"])
+    outcomes.insert(0, "model", model)
+    outcomes.insert(0, "dataset", ds_name)
+    out = downstream_path(root, ds_name, model)
+    _atomic_parquet(outcomes, out)
+    return out
+
+
+def regression(cfg: dict, root: Path) -> Path:
+    from .regression import fit_all
+
+    ds_name = cfg["dataset"]
+    rob = pd.concat([pd.read_parquet(metrics_path(root, ds_name, m)) for m in cfg["models"]], ignore_index=True)
+    out = pd.concat([pd.read_parquet(downstream_path(root, ds_name, m)) for m in cfg["models"]], ignore_index=True)
+    result = fit_all(rob, out, cfg["regression"])
+    target = regression_dir(root, ds_name)
+    target.mkdir(parents=True, exist_ok=True)
+    result.save(target)
+    return target
+
+
+def report(cfg: dict, root: Path, params_file: Path, out: Path) -> Path:
+    from .report import build_report
+
+    return build_report(cfg, root, params_file, out)
+
+
+def write_json(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)

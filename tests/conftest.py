@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny configs, a fetched tiny dataset."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The smallest config that exercises every stage: 3 digits per class, two tiny untrained models, two families.
+TINY = {
+    "seed": 0,
+    "device": "cpu",
+    "datasets": {"digits": {"source": "demo-digits", "n_per_class": 3, "image_size": 32, "test_fraction": 0.5}},
+    "models": {
+        "clip": {"library": "open_clip", "arch": "embedrobust-tiny-clip", "pretrained": "none"},
+        "vit": {"library": "timm", "arch": "vit_tiny_patch16_224", "pretrained": "none", "image_size": 32},
+    },
+    "perturbations": {
+        "families": {
+            "gaussian_noise": {"levels": [0.05, 0.2]},
+            "jpeg_compression": {"levels": [50, 10]},
+        }
+    },
+    "embed": {"batch_size": 8, "chunk_images": 8},
+    "downstream": {
+        "tasks": ["linear_probe", "knn", "zero_shot"],
+        "linear_probe": {"C": [1.0], "val_fraction": 0.3, "max_iter": 500},
+        "knn": {"k": 3},
+        "zero_shot": {"templates": "simple"},
+    },
+    "regression": {"metrics": ["divergence_radius", "cosine", "euclidean"], "n_bins": 3, "ci_level": 0.9,
+                   "min_bin_size": 2},
+    "report": {"title": "test"},
+}
+
+
+@pytest.fixture
+def tiny_config() -> dict:
+    return copy.deepcopy(TINY)
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+def _write_params(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def write_params():
+    """write_params(path, config) -> path: a params.yaml on disk."""
+    return _write_params

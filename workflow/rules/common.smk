@@ -1,0 +1,49 @@
+# Shared helpers: validated config, per-stage config subsets, wildcard constraints.
+import os
+import re
+import sys
+
+# Jobs run `python -m embedrobust` from this checkout's src/, so a conda env with only the dependencies
+# (--software-deployment-method conda) runs the same code as the virtual environment.
+_SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, _SRC)
+os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p))
+
+from embedrobust.config import canonical_json, stage_config, validate
+
+# One validation, with one clear error (the schema is workflow/schemas/config.schema.yaml).
+config.update(validate(config, source="snakemake config (params.yaml)"))
+
+DATASETS = sorted(config["datasets"])
+MODELS = sorted(config["models"])
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names)
+
+
+wildcard_constraints:
+    dataset=_alternatives(DATASETS),
+    model=_alternatives(MODELS),
+
+
+def stage_json(stage):
+    """Rule params: the JSON of exactly what the stage reads, so Snakemake's params trigger reruns only it."""
+
+    def get(wildcards):
+        kw = {k: wildcards[k] for k in ("dataset", "model") if k in wildcards.keys()}
+        return canonical_json(stage_config(config, stage, **kw))
+
+    return get
+
+
+def has_text(model):
+    return stage_config(config, "text", dataset=DATASETS[0], model=model) is not None
+
+
+def downstream_inputs(wildcards):
+    """The store, and the zero-shot class embeddings for CLIP models."""
+    inputs = {"store": f"data/embeddings/{wildcards.dataset}/{wildcards.model}.zarr/zarr.json"}
+    if has_text(wildcards.model):
+        inputs["text"] = f"data/text/{wildcards.dataset}/{wildcards.model}.npz"
+    return inputs

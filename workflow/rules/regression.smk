@@ -1,0 +1,20 @@
+rule regression:
+    input:
+        metrics=expand("data/metrics/{{dataset}}/{model}.parquet", model=MODELS),
+        downstream=expand("data/downstream/{{dataset}}/{model}.parquet", model=MODELS),
+    output:
+        summary="data/regression/{dataset}/summary.json",
+        fits="data/regression/{dataset}/fits.csv",
+        binned="data/regression/{dataset}/binned.csv",
+        predictions="data/regression/{dataset}/predictions.csv",
+        accuracy_drop="data/regression/{dataset}/accuracy_drop.csv",
+    params:
+        cfg=stage_json("regression"),
+    log:
+        "logs/regression/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/regression/{dataset}.tsv"
+    conda:
+        "../envs/embedrobust.yaml"
+    shell:
+        "python -m embedrobust regression --stage-config {params.cfg:q} > {log} 2>&1"

@@ -1,0 +1,19 @@
+rule report:
+    input:
+        regression=expand("data/regression/{dataset}/summary.json", dataset=DATASETS),
+        metrics=expand("data/metrics/{dataset}/{model}.parquet", dataset=DATASETS, model=MODELS),
+        downstream=expand("data/downstream/{dataset}/{model}.parquet", dataset=DATASETS, model=MODELS),
+        stores=expand("data/embeddings/{dataset}/{model}.zarr/zarr.json", dataset=DATASETS, model=MODELS),
+    output:
+        pdf="reports/final.pdf",
+        metrics="reports/metrics.json",
+    params:
+        cfg=stage_json("report"),
+    log:
+        "logs/report.log",
+    benchmark:
+        "logs/benchmarks/report.tsv"
+    conda:
+        "../envs/embedrobust.yaml"
+    shell:
+        "python -m embedrobust report --stage-config {params.cfg:q} --out {output.pdf} > {log} 2>&1"
