@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import logging
 import platform
@@ -65,7 +67,13 @@ def embed_conditions(
 
     out = []
     for cond, gen in zip(conds, generators):
-        x = images if cond.is_clean else get_perturbation(cond.family)(images, cond.value, gen)
+        if cond.is_clean:
+            x = images
+        else:
+            p = get_perturbation(cond.family)
+            if p.needs_encoder:  # attacks differentiate through the model being measured
+                p = dataclasses.replace(p, fn=functools.partial(p.fn, encoder=encoder))
+            x = p(images, cond.value, gen)
         out.append(encoder.encode_image(x).float().cpu())
     return torch.stack(out)
 

@@ -3,12 +3,13 @@
 Importing the package registers every family (one module per kind of operation): the 19 ImageNet-C
 corruptions and the editing operations webp, rescale, crop_resize, rotate, sharpness, gamma and hue.
 ``presets.PRESETS`` names sets of families; ``combined("a", "b")`` (or the name ``"a+b"``) chains them;
-``scaled(name, image_size)`` adapts pixel-unit parameters to small images such as CIFAR.
+``scaled(name, image_size)`` adapts pixel-unit parameters to small images such as CIFAR. ``embed_attack``
+(embedrobust.attack) is a family too: its levels are L-inf budgets and it needs the encoder it attacks.
 """
 
 from . import blur, codec, geometric, noise, photometric, weather  # noqa: F401  (registration side effects)
 from .presets import PRESETS, combined, preset
-from .registry import (
+from .registry import (  # noqa: I001  (registry before the attack family, which registers into it)
     Perturbation,
     PerturbationValueError,
     describe_registry,
@@ -19,6 +20,7 @@ from .registry import (
     scaled,
     spatial_scale,
 )
+from ..attack import family as _attack_family  # noqa: E402,F401  (registers embed_attack, an adversarial family)
 
 __all__ = [
     "PRESETS",

@@ -50,6 +50,7 @@ class Perturbation:
         bounds: closed interval of valid values.
         spatial: whether ``fn`` accepts ``scale=`` (pixel-unit parameters multiplied by it).
         scale: the spatial scale bound into this instance (1 = ImageNet-C's 224 px parameters).
+        needs_encoder: whether ``fn`` also takes ``encoder=`` (attacks); ``embed_conditions`` binds it.
     """
 
     name: str
@@ -65,6 +66,7 @@ class Perturbation:
     bounds: tuple[float, float] = (-math.inf, math.inf)
     spatial: bool = False
     scale: float = 1.0
+    needs_encoder: bool = False
 
     def __call__(self, images: torch.Tensor, value: float, generator: torch.Generator | None = None) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:

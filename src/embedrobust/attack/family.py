@@ -1,0 +1,44 @@
+"""The ``embed_attack`` perturbation family: EmbedAttack as one more axis of the perturbation grid.
+
+Its levels are L-inf radii eps in [0, 1] pixel units (severities 1..5: 1, 2, 4, 8, 16 / 255); eps = 0 is the
+identity. Each level runs ``embed_attack`` with 20 steps of eps / 4 (2/255 at the usual 8/255) and the squared
+Euclidean distance on the pooled embedding, so DivergenceRadius, accuracy and the regression treat the worst case
+like any other family. The family needs the encoder (``Perturbation.needs_encoder``): ``embed_conditions`` binds
+it as ``encoder=``.
+
+Importing this module registers the family (``embed_conditions`` imports it).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..perturb.registry import Perturbation, PerturbationValueError, add
+from .pgd import STEPS, embed_attack
+
+NAME = "embed_attack"
+
+
+def embed_attack_family(images: Tensor, value: float, generator: torch.Generator, encoder=None) -> Tensor:
+    """``fn(images, eps, generator, encoder=)`` for the registry: EmbedAttack at radius ``eps``."""
+    if encoder is None:
+        raise PerturbationValueError(f"{NAME} attacks a model: call it with encoder=, as embed_conditions does")
+    out = embed_attack(encoder, images, eps=value, steps=STEPS, step_size=value / 4, distance="l2",
+                       generator=generator, tokens="pooled")
+    return out.to(images.device, images.dtype)
+
+
+FAMILY = add(Perturbation(
+    name=NAME,
+    fn=embed_attack_family,
+    param="L-inf radius eps ([0, 1] pixel units)",
+    severities=(1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255),
+    identity=0.0,
+    random=True,
+    reference="PGD (Madry et al. 2018); EmbedAttack of layer6ai-labs/ssl-robustness (seed 002)",
+    description="worst case: PGD maximising the distance of the embedding from the clean one",
+    tags=("adversarial",),
+    bounds=(0.0, 1.0),
+    needs_encoder=True,
+))
