@@ -43,6 +43,12 @@ def tiny_config() -> dict:
     return copy.deepcopy(TINY)
 
 
+@pytest.fixture(scope="session")
+def tiny_params() -> dict:
+    """TINY for module- and session-scoped fixtures (do not mutate)."""
+    return copy.deepcopy(TINY)
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

@@ -59,13 +59,11 @@ def copy_project(dest: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
+def project(tmp_path_factory, tiny_params) -> Path:
     """A git + DVC copy of the project with a tiny params.yaml, run once to reports/final.pdf."""
-    from conftest import TINY
-
     root = tmp_path_factory.mktemp("project")
     copy_project(root)
-    (root / "params.yaml").write_text(yaml.safe_dump(TINY, sort_keys=False))
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
         run(cmd, root)
