@@ -49,6 +49,15 @@ def tiny_params() -> dict:
     return copy.deepcopy(TINY)
 
 
+@pytest.fixture(scope="session")
+def project(tmp_path_factory, tiny_params) -> Path:
+    """A git + DVC copy of the project with a tiny params.yaml, run once to reports/final.pdf (shared by the
+    workflow and sharing tests: the build takes minutes)."""
+    from workflow_helpers import build_project
+
+    return build_project(tmp_path_factory.mktemp("project"), tiny_params)
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

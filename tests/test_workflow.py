@@ -1,75 +1,16 @@
-"""The whole workflow, end to end, on a tiny config in a temporary copy of the project (Snakemake and DVC)."""
+"""The whole workflow, end to end, on a tiny config in a temporary copy of the project (Snakemake and DVC).
+
+The `project` fixture (tests/conftest.py) builds it once per session; tests/test_sharing.py uses the same build.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
-import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def _env() -> dict:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", MPLBACKEND="Agg", SOURCE_DATE_EPOCH="0")
-    env.pop("SNAKEMAKE_PROFILE", None)
-    return env
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return run(["snakemake", "--workflow-profile", "workflow/profiles/default", "--cores", "2", *args], cwd, check)
-
-
-def planned_jobs(cwd: Path) -> dict[str, int]:
-    """Rule -> job count of a dry run ({} when there is nothing to do)."""
-    out = snakemake(cwd, "-n").stdout
-    if "Nothing to be done" in out:
-        return {}
-    table = out.split("Job stats:")[1].split("total")[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
-
-
-def copy_project(dest: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        src = REPO / f
-        if not src.exists() and not src.is_symlink():
-            continue  # deleted in the working tree
-        target = dest / f
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_symlink():
-            target.symlink_to(os.readlink(src))
-        else:
-            shutil.copy2(src, target)
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, tiny_params) -> Path:
-    """A git + DVC copy of the project with a tiny params.yaml, run once to reports/final.pdf."""
-    root = tmp_path_factory.mktemp("project")
-    copy_project(root)
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
-        run(cmd, root)
-    snakemake(root, "reports/final.pdf")
-    return root
-
+from workflow_helpers import planned_jobs, run, snakemake
 
 def test_workflow_builds_the_report(project):
     pdf = project / "reports" / "final.pdf"
