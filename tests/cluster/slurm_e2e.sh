@@ -119,7 +119,7 @@ import yaml
 repo, work = Path(sys.argv[1]), Path(sys.argv[2])
 sys.path[:0] = [str(repo / "tests")]
 from conftest import TINY
-from test_workflow import copy_project
+from workflow_helpers import copy_project
 
 for name in ("local", "slurm"):
     copy_project(work / name)
