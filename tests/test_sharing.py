@@ -11,8 +11,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-import yaml
-from workflow_helpers import planned_jobs, run
+from workflow_helpers import edited_params, lower_ci_level, planned_jobs, run
 
 SHARED = ("data/embeddings", "data/metrics", "data/downstream", "data/regression", "data/text", "reports")
 
@@ -60,27 +59,13 @@ def test_pulled_results_equal_the_pushed_ones(project, clone):
 
 def test_param_edit_after_pull_reruns_only_what_depends_on_it(clone):
     run(["make", "pull"], clone)
-    params = clone / "params.yaml"
-    original = params.read_text()
-    try:
-        config = yaml.safe_load(original)
-        config["regression"]["ci_level"] = 0.8
-        params.write_text(yaml.safe_dump(config, sort_keys=False))
+    with edited_params(clone, lower_ci_level):
         assert planned_jobs(clone) == {"regression": 1, "report": 1, "all": 1}
-    finally:
-        params.write_text(original)
 
 
 def test_make_pull_refuses_data_that_does_not_match_the_checkout(clone):
     """A checkout whose params differ from the pushed results must not get them touched into looking current."""
-    params = clone / "params.yaml"
-    original = params.read_text()
-    try:
-        config = yaml.safe_load(original)
-        config["regression"]["ci_level"] = 0.8
-        params.write_text(yaml.safe_dump(config, sort_keys=False))
+    with edited_params(clone, lower_ci_level):
         proc = run(["make", "pull"], clone, check=False)
         assert proc.returncode != 0 and "does not match" in proc.stderr
         assert planned_jobs(clone) == {"regression": 1, "report": 1, "all": 1}
-    finally:
-        params.write_text(original)

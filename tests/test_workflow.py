@@ -10,7 +10,7 @@ import re
 import sys
 
 import yaml
-from workflow_helpers import planned_jobs, run, snakemake
+from workflow_helpers import edited_params, lower_ci_level, planned_jobs, run, snakemake
 
 def test_workflow_builds_the_report(project):
     pdf = project / "reports" / "final.pdf"
@@ -50,29 +50,14 @@ def test_bad_params_fail_with_one_clear_error(project, tmp_path):
 
 
 def test_regression_param_reruns_only_regression_and_report(project):
-    params = project / "params.yaml"
-    original = params.read_text()
-    try:
-        config = yaml.safe_load(original)
-        config["regression"]["ci_level"] = 0.8
-        params.write_text(yaml.safe_dump(config, sort_keys=False))
+    with edited_params(project, lower_ci_level):
         assert planned_jobs(project) == {"regression": 1, "report": 1, "all": 1}
-    finally:
-        params.write_text(original)
     assert planned_jobs(project) == {}
 
 
 def test_dvc_reruns_only_regression_and_report(project):
     run(["dvc", "commit", "--force", "--quiet"], project)
     assert "up to date" in run(["dvc", "status"], project).stdout
-    params = project / "params.yaml"
-    original = params.read_text()
-    try:
-        config = yaml.safe_load(original)
-        config["regression"]["ci_level"] = 0.8
-        params.write_text(yaml.safe_dump(config, sort_keys=False))
+    with edited_params(project, lower_ci_level):
         dry = run(["dvc", "repro", "--dry"], project).stdout
-        ran = set(re.findall(r"Running stage '(\w+)'", dry))
-        assert ran == {"regression", "report"}, dry
-    finally:
-        params.write_text(original)
+    assert set(re.findall(r"Running stage '(\w+)'", dry)) == {"regression", "report"}, dry

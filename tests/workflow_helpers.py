@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -65,3 +66,22 @@ def build_project(root: Path, params: dict) -> Path:
         run(cmd, root)
     snakemake(root, "reports/final.pdf")
     return root
+
+
+@contextlib.contextmanager
+def edited_params(root: Path, edit):
+    """Within the block, root/params.yaml has ``edit(config)`` applied; the original is restored afterwards."""
+    params = root / "params.yaml"
+    original = params.read_text()
+    config = yaml.safe_load(original)
+    edit(config)
+    params.write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        yield
+    finally:
+        params.write_text(original)
+
+
+def lower_ci_level(config: dict) -> None:
+    """A regression-only edit: it must rerun regression and report, nothing else."""
+    config["regression"]["ci_level"] = 0.8
