@@ -57,7 +57,9 @@ def test_store_layout(tmp_path, tiny_config):
     assert ds.attrs["params_sha256"] == __import__("embedrobust.config", fromlist=["sha256"]).sha256(
         stage_config(cfg, "embed", "digits", "vit"))
     arr = zarr.open_array(path / "embedding", mode="r")
-    assert arr.chunks == (4, 8, ds.sizes["dim"])  # chunked along images only
+    assert arr.shards == (4, 8, ds.sizes["dim"])  # one file per block of images, every condition
+    assert arr.chunks == (1, 8, ds.sizes["dim"])  # read per condition
+    assert len(list((path / "embedding").rglob("c/*/*/*"))) == 4  # 30 images / 8 per shard
     assert not np.isnan(ds["embedding"].values).any()
 
 

@@ -1,7 +1,9 @@
 """The embedding store: an xarray Dataset in Zarr format 3, written chunk by chunk so that a killed run resumes.
 
-Layout (docs/ARCHITECTURE.md): ``embedding`` (condition, image, dim) float32, chunked along ``image`` only, so one
-chunk holds every condition of ``chunk_images`` images and a region write fills whole chunks and nothing else.
+Layout (docs/ARCHITECTURE.md): ``embedding`` (condition, image, dim) float32 in Zarr v3 shards of every condition of
+``chunk_images`` images (one file each, so a store has few files and DVC stays fast), holding inner chunks of one
+condition each (so a reader of one perturbation family decompresses only that family). A region write fills whole
+shards and nothing else.
 
 Resume protocol: the store is built under ``<path>.partial``. After a chunk's region write returns, its index is
 added to ``<path>.progress.json`` beside it (atomic replace; outside the store, which Zarr would warn about), so the file never names a chunk that is not fully on disk; a chunk
@@ -101,10 +103,11 @@ class ChunkedStoreWriter:
         if self.partial.exists():
             shutil.rmtree(self.partial)
         self.partial.parent.mkdir(parents=True, exist_ok=True)
+        c, n, d = len(self.layout.conditions), self.layout.chunk_images, self.layout.dim
         template(self.layout).to_zarr(
             self.partial,
             compute=False,
-            encoding={"embedding": {"chunks": (len(self.layout.conditions), self.layout.chunk_images, self.layout.dim)}},
+            encoding={"embedding": {"chunks": (1, n, d), "shards": (c, n, d)}},
             **ZARR_KW,
         )
         self._save_progress()
