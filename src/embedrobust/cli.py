@@ -48,6 +48,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _selected(kind: str, name: str | None, everything: bool, known: dict) -> list[str]:
+    """All names in ``known`` (``--all`` or none given), or the one asked for, which must exist."""
+    from .errors import unknown_name
+
+    if everything or not name:
+        return list(known)
+    if name not in known:
+        raise unknown_name(kind, name, list(known))
+    return [name]
+
+
 def _targets(args, config: dict) -> list[dict]:
     """Stage configs for the selected datasets/models."""
     from .config import stage_config
@@ -55,20 +66,10 @@ def _targets(args, config: dict) -> list[dict]:
     stage = args.command
     if stage == "report":
         return [stage_config(config, stage)]
-    datasets = list(config["datasets"]) if args.all or not args.dataset else [args.dataset]
-    for d in datasets:
-        if d not in config["datasets"]:
-            from .errors import unknown_name
-
-            raise unknown_name("dataset", d, list(config["datasets"]))
+    datasets = _selected("dataset", args.dataset, args.all, config["datasets"])
     if stage in PER_DATASET:
         return [stage_config(config, stage, dataset=d) for d in datasets]
-    models = list(config["models"]) if args.all or not args.model else [args.model]
-    for m in models:
-        if m not in config["models"]:
-            from .errors import unknown_name
-
-            raise unknown_name("model", m, list(config["models"]))
+    models = _selected("model", args.model, args.all, config["models"])
     cfgs = [stage_config(config, stage, dataset=d, model=m) for d, m in itertools.product(datasets, models)]
     return [c for c in cfgs if c is not None]  # None: the stage does not apply (text for a non-CLIP model)
 
@@ -85,11 +86,14 @@ def _run_stage(args) -> None:
         cfgs = [json.loads(args.stage_config)]
     else:
         cfgs = _targets(args, load_params(args.params))
+    if args.command == "text":
+        # dvc.yaml declares data/text as an output, which must exist even when no model has a text tower.
+        stages.text_dir(args.root).mkdir(parents=True, exist_ok=True)
     for cfg in cfgs:
         if args.command == "embed":
             stages.embed(cfg, args.root, progress=not args.no_progress)
         elif args.command == "report":
-            stages.report(cfg, args.root, args.params, args.out)
+            stages.report(cfg, args.root, args.out)
         else:
             getattr(stages, args.command)(cfg, args.root)
 

@@ -31,8 +31,12 @@ def store_path(root: Path, dataset: str, model: str) -> Path:
     return root / "data" / "embeddings" / dataset / f"{model}.zarr"
 
 
+def text_dir(root: Path) -> Path:
+    return root / "data" / "text"
+
+
 def text_path(root: Path, dataset: str, model: str) -> Path:
-    return root / "data" / "text" / dataset / f"{model}.npz"
+    return text_dir(root) / dataset / f"{model}.npz"
 
 
 def metrics_path(root: Path, dataset: str, model: str) -> Path:
@@ -157,10 +161,10 @@ def regression(cfg: dict, root: Path) -> Path:
     return target
 
 
-def report(cfg: dict, root: Path, params_file: Path, out: Path) -> Path:
+def report(cfg: dict, root: Path, out: Path) -> Path:
     from .report import build_report
 
-    return build_report(cfg, root, params_file, out)
+    return build_report(cfg, root, out)
 
 
 def write_json(obj, path: Path) -> None:

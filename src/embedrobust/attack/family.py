@@ -3,10 +3,10 @@
 Its levels are L-inf radii eps in [0, 1] pixel units (severities 1..5: 1, 2, 4, 8, 16 / 255); eps = 0 is the
 identity. Each level runs ``embed_attack`` with 20 steps of eps / 4 (2/255 at the usual 8/255) and the squared
 Euclidean distance on the pooled embedding, so DivergenceRadius, accuracy and the regression treat the worst case
-like any other family. The family needs the encoder (``Perturbation.needs_encoder``): ``embed_conditions`` binds
+like any other family. The family needs the encoder (``Perturbation.needs_encoder``): ``embed.run.bind_perturbations`` binds
 it as ``encoder=``.
 
-Importing this module registers the family (``embed_conditions`` imports it).
+Importing this module registers the family (``embedrobust.perturb`` imports it).
 """
 
 from __future__ import annotations

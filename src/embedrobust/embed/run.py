@@ -9,6 +9,7 @@ import logging
 import platform
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -48,11 +49,31 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def bind_perturbations(conds: list[Condition], encoder) -> list[Callable | None]:
+    """One callable ``fn(images, value, generator)`` per condition (None for clean), resolved once per run.
+
+    Attacks (``Perturbation.needs_encoder``) get the encoder they differentiate through.
+    """
+    from ..perturb import get_perturbation
+
+    bound: list[Callable | None] = []
+    for cond in conds:
+        if cond.is_clean:
+            bound.append(None)
+            continue
+        p = get_perturbation(cond.family)
+        if p.needs_encoder:
+            p = dataclasses.replace(p, fn=functools.partial(p.fn, encoder=encoder))
+        bound.append(p)
+    return bound
+
+
 def embed_conditions(
     encoder,
     images: torch.Tensor,
     conds: list[Condition],
     generators: list[torch.Generator | None],
+    perturbations: list[Callable | None] | None = None,
 ) -> torch.Tensor:
     """Embed one batch under every condition.
 
@@ -60,20 +81,15 @@ def embed_conditions(
         encoder: an ``embedrobust.models.Encoder``.
         images: float (B, 3, H, W) in [0, 1] on the encoder's device.
         conds: the grid; generators[i] drives condition i's random draws (None for deterministic families).
+        perturbations: ``bind_perturbations(conds, encoder)``, when the caller embeds many batches.
     Returns:
         float32 (len(conds), B, D) raw embeddings, on the CPU.
     """
-    from ..perturb import get_perturbation
-
+    if perturbations is None:
+        perturbations = bind_perturbations(conds, encoder)
     out = []
-    for cond, gen in zip(conds, generators):
-        if cond.is_clean:
-            x = images
-        else:
-            p = get_perturbation(cond.family)
-            if p.needs_encoder:  # attacks differentiate through the model being measured
-                p = dataclasses.replace(p, fn=functools.partial(p.fn, encoder=encoder))
-            x = p(images, cond.value, gen)
+    for cond, p, gen in zip(conds, perturbations, generators):
+        x = images if p is None else p(images, cond.value, gen)
         out.append(encoder.encode_image(x).float().cpu())
     return torch.stack(out)
 
@@ -133,6 +149,7 @@ def run_embed(stage_cfg: dict, dataset_dir: Path, out_path: Path, progress: bool
         ds_name, model_name, len(layout.image_ids), len(conds), len(pending), layout.n_chunks, device,
     )
 
+    perturbations = bind_perturbations(conds, encoder)
     size = layout.attrs["image_size"]
     dataset = ImageDataset(index, dataset_dir, size)
     batch = emb_cfg["batch_size"]
@@ -169,7 +186,7 @@ def run_embed(stage_cfg: dict, dataset_dir: Path, out_path: Path, progress: bool
                     for c in conds
                 ]
             images = images_u8.to(device, non_blocking=True).float().div_(255.0)
-            parts.append(embed_conditions(encoder, images, conds, generators))
+            parts.append(embed_conditions(encoder, images, conds, generators, perturbations))
             bar.update(images.shape[0] * len(conds))
             if int(positions[-1]) + 1 == layout.chunk_slice(k).stop:
                 block = torch.cat(parts, dim=1).numpy()

@@ -50,7 +50,7 @@ class Perturbation:
         bounds: closed interval of valid values.
         spatial: whether ``fn`` accepts ``scale=`` (pixel-unit parameters multiplied by it).
         scale: the spatial scale bound into this instance (1 = ImageNet-C's 224 px parameters).
-        needs_encoder: whether ``fn`` also takes ``encoder=`` (attacks); ``embed_conditions`` binds it.
+        needs_encoder: whether ``fn`` also takes ``encoder=`` (attacks); ``embed.run.bind_perturbations`` binds it.
     """
 
     name: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import textwrap
@@ -56,17 +55,6 @@ def _text_pages(pdf: PdfPages, title: str, text: str) -> None:
         plt.close(fig)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    if path.is_dir():
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(str(f.relative_to(path)).encode())
-            h.update(f.read_bytes())
-    else:
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def _title_page(pdf: PdfPages, cfg: dict, stores: dict) -> None:
     config = cfg["config"]
     title = cfg["report"].get("title", "Embedding robustness report")
@@ -81,12 +69,11 @@ def _title_page(pdf: PdfPages, cfg: dict, stores: dict) -> None:
                      f"embedding dim {m.get('embed_dim')}, input {m.get('input_size')}")
         if not attrs["pretrained"]:
             untrained.append(model)
-    n_cond = {ds: len(a["conditions"]) for (ds, _), a in stores.items()}
     lines += ["", "Perturbation grid (family: parameter values):"]
     for fam, values in families(config).items():
         lines.append(f"  {fam}: {', '.join(f'{v:g}' for v in values)}")
     lines += ["", "Images x conditions per store: " + ", ".join(
-        f"{ds}: {a['n_images']} x {n_cond[ds]}" for (ds, _), a in stores.items())]
+        f"{ds}/{m}: {a['n_images']} x {len(a['conditions'])}" for (ds, m), a in stores.items())]
     if untrained:
         lines += ["", "IMPORTANT: the following models are UNTRAINED (random initialisation, `pretrained: none`):",
                   "  " + ", ".join(untrained),
@@ -113,7 +100,7 @@ def _table_page(pdf: PdfPages, title: str, df: pd.DataFrame, note: str = "") -> 
     _text_pages(pdf, title, (note + "\n\n" if note else "") + df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
-def build_report(cfg: dict, root: Path, params_file: Path, out: Path) -> Path:
+def build_report(cfg: dict, root: Path, out: Path) -> Path:
     """Write the PDF at ``out`` and the collected DVC metrics at ``out.parent / 'metrics.json'``."""
     from ..embed import open_store
     from . import regression_figures as rf
@@ -172,10 +159,10 @@ def build_report(cfg: dict, root: Path, params_file: Path, out: Path) -> Path:
                         pooled[[c for c in keep if c in fits.columns]],
                         f"OLS of accuracy on robustness, {config['regression']['ci_level']:.0%} confidence intervals.\n"
                         f"Per-family fits, logistic fits and residual diagnostics: data/regression/{ds}/fits.csv")
-        provenance = [f"params file: {params_file}", ""]
+        provenance = []
         for (ds, m), attrs in stores.items():
-            provenance.append(f"store {ds}/{m}: params_sha256 {attrs['params_sha256'][:16]}, "
-                              f"sha256 {_sha256(stages.store_path(root, ds, m))}")
+            # The params hash names what built the store; dvc.lock holds the content hashes of every artifact.
+            provenance.append(f"store {ds}/{m}: params_sha256 {attrs['params_sha256'][:16]}")
         provenance.append("versions: " + json.dumps(next(iter(stores.values()))["versions"], sort_keys=True))
         provenance += ["", "config (validated, defaults filled):", yaml.safe_dump(config, sort_keys=False)]
         _text_pages(pdf, "Provenance and config", "\n".join(provenance))
