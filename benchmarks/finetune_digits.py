@@ -2,7 +2,7 @@
 
     python benchmarks/finetune_digits.py STEPS ALPHA[,ALPHA...] [METHOD]     (e.g. 150 0.1,0.3,1 paper)
 
-Tiny random-init timm ViT at 32 px, the demo grid, one thread; the figures in the issue note come from it.
+Tiny random-init timm ViT at 32 px (FT_MODEL=vit-tiny, default) or the tiny CLIP (FT_MODEL=tiny-clip), the demo grid, one thread; the figures in the issue note come from it.
 """
 import json, sys, time
 import numpy as np, torch
@@ -27,7 +27,11 @@ fams = grid({"perturbations": {"families": {
     "jpeg_compression": {"levels": [90, 70, 50, 30, 10]}, "brightness": {"severities": [1, 2, 3, 4, 5]},
     "contrast": {"severities": [1, 2, 3, 4, 5]}, "gaussian_noise": {"severities": [1, 2, 3, 4, 5]},
     "gaussian_blur": {"levels": [0.5, 1.0, 1.5, 2.0]}}}})
-SPEC = {"library": "timm", "arch": "vit_tiny_patch16_224", "pretrained": "none", "image_size": 32}
+SPECS = {"vit-tiny": {"library": "timm", "arch": "vit_tiny_patch16_224", "pretrained": "none", "image_size": 32},
+         "tiny-clip": {"library": "open_clip", "arch": "embedrobust-tiny-clip", "pretrained": "none"}}
+SPEC = SPECS[os.environ.get("FT_MODEL", "vit-tiny")]
+if "FT_SIZE" in os.environ:  # model input size (the demo's vit-tiny runs at 64 px)
+    SPEC = {**SPEC, "image_size": int(os.environ["FT_SIZE"])}
 x = imgs.float() / 255
 
 def evaluate(enc):
@@ -50,7 +54,7 @@ for alpha in [float(a) for a in (sys.argv[2].split(",") if len(sys.argv) > 2 els
     enc = create_encoder(SPEC)
     t0 = time.time()
     cfg = {"method": sys.argv[3] if len(sys.argv) > 3 else "paper", "alpha": alpha, "families": {f: {"levels": v} for f, v in fams.items()},
-           "steps": steps, "lr": 1e-4, "batch_size": 32, "views": 2, "seed": 0}
+           "steps": steps, "lr": 1e-4, "utility": os.environ.get("FT_UTILITY", "cosine"), "batch_size": 32, "views": 2, "seed": 0}
     Trainer(enc, cfg).fit(imgs[tr])
     r = evaluate(enc)
     drift = float((1 - torch.nn.functional.cosine_similarity(r["clean"], base["clean"])).mean())

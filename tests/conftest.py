@@ -10,7 +10,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The smallest config that exercises every stage: 3 digits per class, two tiny untrained models, two families.
+# The smallest config that exercises every stage: 3 digits per class, two tiny untrained models, two families,
+# one fine-tuned model.
 TINY = {
     "seed": 0,
     "device": "cpu",
@@ -34,6 +35,9 @@ TINY = {
     },
     "regression": {"metrics": ["divergence_radius", "cosine", "euclidean"], "n_bins": 3, "ci_level": 0.9,
                    "min_bin_size": 2},
+    # one fine-tuned CLIP: trained on gaussian_noise, jpeg_compression held out
+    "finetune": {"base": ["clip"], "alpha": [0.5], "families": ["gaussian_noise"], "steps": 2, "batch_size": 4,
+                 "utility": "whitened"},
     "report": {"title": "test"},
 }
 

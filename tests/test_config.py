@@ -89,3 +89,61 @@ def test_dvc_stages_read_the_sections_the_stages_read():
 def test_params_file_is_written_and_read_back(tmp_path, tiny_config, write_params):
     cfg = load_params(write_params(tmp_path / "p.yaml", tiny_config))
     assert cfg["models"]["clip"]["arch"] == "embedrobust-tiny-clip"
+
+
+def test_finetune_sweep_names_one_model_per_base_method_and_alpha(tiny_config):
+    from embedrobust.config import all_models, finetune_runs
+
+    tiny_config["finetune"] = {"base": ["clip", "vit"], "methods": {"paper": None, "deacl": {"pgd_steps": 1}},
+                               "alpha": [0.1, 1], "families": ["gaussian_noise"]}
+    cfg = validate(tiny_config)
+    runs = finetune_runs(cfg)
+    assert list(runs)[:2] == ["clip-ft-paper-a0.1", "clip-ft-paper-a1"] and len(runs) == 8
+    assert runs["vit-ft-deacl-a1"]["train"]["pgd_steps"] == 1
+    # a family of the grid is trained at the grid's values, so training and evaluation agree
+    assert runs["clip-ft-paper-a1"]["train"]["families"] == {"gaussian_noise": {"levels": [0.05, 0.2]}}
+    spec = all_models(cfg)["clip-ft-paper-a1"]
+    assert spec["checkpoint"] == "data/models/clip-ft-paper-a1/model.pt" and spec["arch"] == "embedrobust-tiny-clip"
+
+
+def test_finetune_per_family_trains_one_model_per_family(tiny_config):
+    from embedrobust.config import finetune_runs
+
+    tiny_config["finetune"] = {"base": "vit", "families": None, "per_family": True}
+    del tiny_config["finetune"]["families"]
+    runs = finetune_runs(validate(tiny_config))
+    assert list(runs) == ["vit-ft-paper-a1-gaussian_noise", "vit-ft-paper-a1-jpeg_compression"]
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["finetune"].update(base=["nope"]), "finetune.base"),
+    (lambda c: c["finetune"].update(families=["gausian_noise"]), "gaussian_noise"),
+    (lambda c: c["finetune"].update(steps=0), "finetune.steps"),
+    (lambda c: c["models"].update({"clip-ft-paper-a0.5": dict(c["models"]["clip"])}), "already a key of models"),
+])
+def test_bad_finetune_section_is_one_clear_error(tiny_config, edit, match):
+    edit(tiny_config)
+    with pytest.raises(ConfigError, match=match):
+        validate(tiny_config)
+
+
+def test_empty_finetune_base_turns_fine_tuning_off(tiny_config):
+    from embedrobust.config import all_models
+
+    tiny_config["finetune"]["base"] = []
+    assert list(all_models(validate(tiny_config))) == ["clip", "vit"]
+
+
+def test_finetune_params_reach_only_the_fine_tuned_models_stages(tiny_config):
+    a = validate(tiny_config)
+    tiny_config["finetune"]["steps"] = 3
+    b = validate(tiny_config)
+    ft = "clip-ft-paper-a0.5"
+    changed = {
+        (stage, model)
+        for stage in ("finetune", "embed", "text", "metrics", "downstream")
+        for model in ("clip", "vit", ft)
+        if stage != "finetune" or model == ft
+        if stage_config(a, stage, "digits", model) != stage_config(b, stage, "digits", model)
+    }
+    assert changed == {("finetune", ft), ("embed", ft), ("text", ft)}

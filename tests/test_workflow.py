@@ -16,10 +16,32 @@ def test_workflow_builds_the_report(project):
     pdf = project / "reports" / "final.pdf"
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 10_000
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    assert set(metrics) == {"digits"}
-    for rule in ("fetch", "embed", "metrics", "downstream", "regression", "report"):
+    assert set(metrics) == {"digits", "finetune"}
+    for rule in ("fetch", "finetune", "embed", "metrics", "downstream", "regression", "report"):
         assert any((project / "logs" / "benchmarks" / rule).rglob("*.tsv")) or \
             (project / "logs" / "benchmarks" / f"{rule}.tsv").exists(), rule
+
+
+def test_fine_tuned_model_is_evaluated_beside_its_base(project):
+    ft = "clip-ft-paper-a0.5"
+    assert (project / "data" / "models" / ft / "model.pt").is_file()
+    assert not (project / "data" / "models" / ft / "checkpoint").exists()
+    for stage in ("metrics", "downstream"):
+        assert (project / "data" / stage / "digits" / f"{ft}.parquet").is_file()
+    tuned = json.loads((project / "reports" / "metrics.json").read_text())["finetune"]
+    rows = {r["family"]: r for r in tuned["robustness"] if r["model"] == ft}
+    assert rows["gaussian_noise"]["trained"] and not rows["jpeg_compression"]["trained"]  # held out
+    assert {r["task"] for r in tuned["utility"]} == {"linear_probe", "knn", "zero_shot"}
+    assert [r["alpha"] for r in tuned["tradeoff"]] == [0.0, 0.5]
+
+
+def test_finetune_param_reruns_only_the_fine_tuned_model(project):
+    def more_steps(config):
+        config["finetune"]["steps"] = 3
+
+    with edited_params(project, more_steps):
+        assert planned_jobs(project) == {"finetune": 1, "embed": 1, "text": 1, "metrics": 1, "downstream": 1,
+                                         "regression": 1, "report": 1, "all": 1}
 
 
 def test_second_run_does_nothing(project):

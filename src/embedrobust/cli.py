@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import EmbedRobustError
 
-STAGES = ("fetch", "embed", "text", "metrics", "downstream", "regression", "report")
+STAGES = ("fetch", "finetune", "embed", "text", "metrics", "downstream", "regression", "report")
 PER_DATASET = {"fetch", "regression"}
 PER_MODEL = {"embed", "text", "metrics", "downstream"}
 
@@ -34,7 +34,10 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--dataset", help="dataset name (a key of params datasets)")
             s.add_argument("--all", action="store_true", help="every dataset (and model) in params")
         if stage in PER_MODEL:
-            s.add_argument("--model", help="model name (a key of params models)")
+            s.add_argument("--model", help="model name (a key of params models, or a fine-tuned model's name)")
+        if stage == "finetune":
+            s.add_argument("--model", help="fine-tuned model name, {base}-ft-{method}-a{alpha} (default: all)")
+            s.add_argument("--all", action="store_true", help="every fine-tuned model of the sweep (the default)")
         if stage == "report":
             s.add_argument("--out", type=Path, default=Path("reports/final.pdf"))
     pl = sub.add_parser("perturb", help="perturbation registry")
@@ -61,15 +64,18 @@ def _selected(kind: str, name: str | None, everything: bool, known: dict) -> lis
 
 def _targets(args, config: dict) -> list[dict]:
     """Stage configs for the selected datasets/models."""
-    from .config import stage_config
+    from .config import all_models, finetune_runs, stage_config
 
     stage = args.command
     if stage == "report":
         return [stage_config(config, stage)]
+    if stage == "finetune":
+        runs = finetune_runs(config)
+        return [stage_config(config, stage, model=m) for m in _selected("fine-tuned model", args.model, args.all, runs)]
     datasets = _selected("dataset", args.dataset, args.all, config["datasets"])
     if stage in PER_DATASET:
         return [stage_config(config, stage, dataset=d) for d in datasets]
-    models = _selected("model", args.model, args.all, config["models"])
+    models = _selected("model", args.model, args.all, all_models(config))
     cfgs = [stage_config(config, stage, dataset=d, model=m) for d, m in itertools.product(datasets, models)]
     return [c for c in cfgs if c is not None]  # None: the stage does not apply (text for a non-CLIP model)
 
@@ -86,9 +92,12 @@ def _run_stage(args) -> None:
         cfgs = [json.loads(args.stage_config)]
     else:
         cfgs = _targets(args, load_params(args.params))
+    # dvc.yaml declares data/text and data/models as outputs, which must exist even when no model has a text tower
+    # or nothing is fine-tuned.
     if args.command == "text":
-        # dvc.yaml declares data/text as an output, which must exist even when no model has a text tower.
         stages.text_dir(args.root).mkdir(parents=True, exist_ok=True)
+    if args.command == "finetune":
+        stages.models_dir(args.root).mkdir(parents=True, exist_ok=True)
     for cfg in cfgs:
         if args.command == "embed":
             stages.embed(cfg, args.root, progress=not args.no_progress)
@@ -112,13 +121,16 @@ def main(argv: list[str] | None = None) -> int:
             names = [n for n in list_models(args.library) if args.filter in n]
             print("\n".join(names))
         elif args.command == "validate":
-            from .config import conditions, load_params
+            from .config import conditions, finetune_runs, load_params
 
             cfg = load_params(args.params)
             grid = conditions(cfg)
             print(f"{args.params}: valid; {len(cfg['datasets'])} dataset(s), {len(cfg['models'])} model(s), "
                   f"{len(grid)} conditions:")
             print("  " + ", ".join(c.label for c in grid))
+            runs = finetune_runs(cfg)
+            if runs:
+                print(f"{len(runs)} fine-tuned model(s), evaluated beside their base: " + ", ".join(runs))
         else:
             _run_stage(args)
     except EmbedRobustError as exc:

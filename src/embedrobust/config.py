@@ -82,6 +82,7 @@ def validate(config: dict, source: str = "params") -> dict:
     _fill_defaults(cfg, sch, sch)
     conditions(cfg)  # checks perturbation names, presets and severities
     _check_models(cfg)
+    finetune_runs(cfg)  # checks bases, methods, families and trainer options; names must not collide
     return cfg
 
 
@@ -171,6 +172,96 @@ def conditions(config: dict) -> list[Condition]:
     return conds
 
 
+FINETUNE_SWEEP = ("base", "methods", "alpha", "dataset", "families", "per_family")
+
+
+def _alpha_label(alpha: float) -> str:
+    return f"{alpha:g}"
+
+
+def finetune_runs(config: dict) -> dict[str, dict]:
+    """The fine-tuned models of the study: name -> run, in sweep order (base, method, alpha, family).
+
+    A run is ``{"base", "dataset", "method", "alpha", "family" (None unless per_family), "train": the trainer
+    config (every key of ``finetune.DEFAULTS`` resolved, families as {name: {"levels": [...]}})}``. Names are
+    ``{base}-ft-{method}-a{alpha:g}`` (+ ``-{family}`` with ``per_family``). Empty without a ``finetune`` section.
+
+    Raises:
+        ConfigError: an unknown base, dataset, family or trainer option, or a name that collides with a model.
+    """
+    from .finetune.sampler import resolve_families
+    from .finetune.trainer import resolve_config
+
+    ft = config.get("finetune")
+    if not ft or not ft.get("base"):  # no section (defaults fill it as {}), or base: []
+        return {}
+    bases = [ft["base"]] if isinstance(ft["base"], str) else list(ft["base"])
+    for base in bases:
+        if base not in config["models"]:
+            raise ConfigError(f"finetune.base: {base!r} is not a key of models ({', '.join(config['models'])}); "
+                              f"name the model to fine-tune")
+    dataset = ft.get("dataset") or next(iter(config["datasets"]))
+    if dataset not in config["datasets"]:
+        raise ConfigError(f"finetune.dataset: {dataset!r} is not a key of datasets ({', '.join(config['datasets'])})")
+    methods = ft.get("methods", ["paper"])
+    methods = {m: {} for m in methods} if isinstance(methods, list) else {m: dict(o or {}) for m, o in methods.items()}
+    alphas = ft.get("alpha", [1.0])
+    alphas = [float(a) for a in (alphas if isinstance(alphas, list) else [alphas])]
+    grid = families(config)
+    spec = ft.get("families")
+    if spec is None:
+        if not grid:
+            raise ConfigError("finetune.families: not set and the perturbation grid is empty; list the families to "
+                              "train on, e.g. families: [gaussian_noise, jpeg_compression]")
+        spec = list(grid)
+    if isinstance(spec, list):
+        spec = {n: ({"levels": grid[n]} if n in grid else None) for n in spec}
+    trained = {n: {"levels": list(v)} if not (v and v[0] == "range") else {"range": [v[1], v[2]]}
+               for n, v in resolve_families(spec).items()}
+    options = {k: v for k, v in ft.items() if k not in FINETUNE_SWEEP}
+    runs: dict[str, dict] = {}
+    for base in bases:
+        for method, overrides in methods.items():
+            for alpha in alphas:
+                groups = [(None, trained)]
+                if ft.get("per_family"):
+                    groups = [(fam, {fam: levels}) for fam, levels in trained.items()]
+                for fam, fams in groups:
+                    name = f"{base}-ft-{method}-a{_alpha_label(alpha)}" + (f"-{fam}" if fam else "")
+                    train = resolve_config({**options, **overrides, "method": method, "alpha": alpha,
+                                            "families": fams, "seed": config["seed"]})
+                    train.pop("base")
+                    train.pop("per_family")
+                    if name in config["models"] or name in runs:
+                        raise ConfigError(f"finetune: the fine-tuned model name {name!r} is already a key of models "
+                                          f"(or repeats in the sweep); rename that model")
+                    runs[name] = {"base": base, "dataset": dataset, "method": method, "alpha": alpha,
+                                  "family": fam, "train": train}
+    return runs
+
+
+def model_spec(config: dict, model: str) -> dict:
+    """The spec of a model of ``models`` or of a fine-tuned one.
+
+    A fine-tuned model's spec is its base's with ``checkpoint`` (relative to the project root, see
+    ``stages.checkpoint_path``) and ``finetuned`` (the run: base, dataset, trainer config), so its embedding
+    store's params hash changes whenever the training does.
+    """
+    if model in config["models"]:
+        return config["models"][model]
+    run = finetune_runs(config).get(model)
+    if run is None:
+        raise KeyError(model)
+    from .stages import checkpoint_relpath
+
+    return {**config["models"][run["base"]], "checkpoint": checkpoint_relpath(model), "finetuned": run}
+
+
+def all_models(config: dict) -> dict[str, dict]:
+    """Every model the grid evaluates: the ``models`` section, then the fine-tuned ones, name -> spec."""
+    return {name: model_spec(config, name) for name in [*config["models"], *finetune_runs(config)]}
+
+
 # The sections each stage reads. Keeping this list the only place where it is written makes Snakemake's params
 # rerun trigger and DVC's params dependencies agree.
 def stage_config(config: dict, stage: str, dataset: str | None = None, model: str | None = None) -> dict | None:
@@ -188,12 +279,12 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
             "dataset": dataset,
             "model": model,
             "datasets": {dataset: config["datasets"][dataset]},
-            "models": {model: config["models"][model]},
+            "models": {model: model_spec(config, model)},
             "perturbations": config["perturbations"],
             "embed": config["embed"],
         }
     if stage == "text":
-        spec = config["models"][model]
+        spec = model_spec(config, model)
         tasks = config["downstream"]["tasks"]
         if spec["library"] != "open_clip" or "zero_shot" not in tasks:
             return None  # no text tower, or zero-shot not asked for
@@ -210,7 +301,18 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
     if stage == "downstream":
         return {"seed": seed, "dataset": dataset, "model": model, "downstream": config["downstream"]}
     if stage == "regression":
-        return {"dataset": dataset, "models": sorted(config["models"]), "regression": config["regression"]}
+        return {"dataset": dataset, "models": sorted(all_models(config)), "regression": config["regression"]}
+    if stage == "finetune":
+        run = finetune_runs(config)[model]
+        return {
+            "seed": seed,
+            "device": config.get("device", "auto"),
+            "dataset": run["dataset"],
+            "model": model,
+            "datasets": {run["dataset"]: config["datasets"][run["dataset"]]},
+            "models": {run["base"]: config["models"][run["base"]]},
+            "run": run,
+        }
     if stage == "report":
         # The report prints the whole config as provenance, so it reads all of it.
         return {"report": config.get("report", {}), "config": config}
@@ -220,12 +322,14 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
 # DVC reads params by section; these must cover what stage_config reads.
 DVC_PARAMS = {
     "fetch": ["seed", "datasets"],
-    "embed": ["seed", "device", "datasets", "models", "perturbations", "embed"],
-    "text": ["seed", "device", "models", "downstream.tasks", "downstream.zero_shot"],
+    "finetune": ["seed", "device", "datasets", "models", "perturbations", "finetune"],
+    "embed": ["seed", "device", "datasets", "models", "perturbations", "embed", "finetune"],
+    "text": ["seed", "device", "models", "downstream.tasks", "downstream.zero_shot", "finetune"],
     "metrics": ["perturbations"],
     "downstream": ["seed", "downstream"],
-    "regression": ["regression"],
-    "report": ["seed", "device", "datasets", "models", "perturbations", "embed", "downstream", "regression", "report"],
+    "regression": ["regression", "finetune"],
+    "report": ["seed", "device", "datasets", "models", "perturbations", "embed", "downstream", "regression", "finetune",
+               "report"],
 }
 
 

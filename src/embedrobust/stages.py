@@ -31,6 +31,19 @@ def store_path(root: Path, dataset: str, model: str) -> Path:
     return root / "data" / "embeddings" / dataset / f"{model}.zarr"
 
 
+def models_dir(root: Path) -> Path:
+    return root / "data" / "models"
+
+
+def checkpoint_relpath(model: str) -> str:
+    """Weights of a fine-tuned model, relative to the project root (model specs carry this form)."""
+    return f"data/models/{model}/model.pt"
+
+
+def checkpoint_path(root: Path, model: str) -> Path:
+    return root / checkpoint_relpath(model)
+
+
 def text_dir(root: Path) -> Path:
     return root / "data" / "text"
 
@@ -58,6 +71,14 @@ def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _rooted(spec: dict, root: Path) -> dict:
+    """``spec`` with a relative ``checkpoint`` resolved against the project root (not the cwd)."""
+    ckpt = spec.get("checkpoint")
+    if ckpt and not os.path.isabs(ckpt):
+        return {**spec, "checkpoint": str(Path(root) / ckpt)}
+    return spec
+
+
 # -- stages --------------------------------------------------------------------------------------------------------
 def fetch(cfg: dict, root: Path) -> Path:
     from .data import fetch_dataset
@@ -66,10 +87,32 @@ def fetch(cfg: dict, root: Path) -> Path:
     return fetch_dataset(name, cfg["datasets"][name], dataset_dir(root, name), seed=cfg["seed"])
 
 
+def finetune(cfg: dict, root: Path) -> Path:
+    """Fine-tune one run of the ``finetune`` sweep on its dataset's train split -> data/models/<model>/."""
+    from .config import sha256
+    from .embed.run import resolve_device
+    from .finetune import is_trained, train_finetuned, train_split
+
+    run, model, ds = cfg["run"], cfg["model"], cfg["dataset"]
+    out = checkpoint_path(root, model)
+    fingerprint = sha256(cfg)
+    if is_trained(out.parent, fingerprint):
+        log.info("%s is trained for these params; nothing to do", out)
+        return out
+    images, labels, names = train_split(dataset_dir(root, ds), cfg["datasets"][ds].get("image_size", 224))
+    spec = _rooted(dict(cfg["models"][run["base"]]), root)
+    spec.setdefault("seed", cfg["seed"])
+    log.info("fine-tuning %s -> %s: method %s, alpha %g, %d train images of %s, families %s", run["base"], model,
+             run["method"], run["alpha"], len(images), ds, ", ".join(run["train"]["families"] or ["(PGD only)"]))
+    return train_finetuned(spec, run["train"], images, out.parent, labels=labels, class_names=names,
+                           device=resolve_device(cfg.get("device", "auto")), fingerprint=fingerprint)
+
+
 def embed(cfg: dict, root: Path, progress: bool = True) -> Path:
     from .embed import run_embed
 
-    return run_embed(cfg, dataset_dir(root, cfg["dataset"]), store_path(root, cfg["dataset"], cfg["model"]), progress)
+    return run_embed(cfg, dataset_dir(root, cfg["dataset"]), store_path(root, cfg["dataset"], cfg["model"]), progress,
+                     root=root)
 
 
 def text(cfg: dict, root: Path) -> Path:
@@ -80,7 +123,7 @@ def text(cfg: dict, root: Path) -> Path:
     from .models import create_encoder
 
     ds, model = cfg["dataset"], cfg["model"]
-    spec = dict(cfg["models"][model])
+    spec = _rooted(dict(cfg["models"][model]), root)
     spec.setdefault("seed", cfg["seed"])
     encoder = create_encoder(spec, device=resolve_device(cfg.get("device", "auto")))
     names = class_names(read_index(dataset_dir(root, ds)))

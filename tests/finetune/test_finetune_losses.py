@@ -104,3 +104,17 @@ def test_subspace_gradient_is_finite_for_repeated_eigenvalues():
     b = _rand(4, 3, seed=13)
     L.subspace_distance(a, b, 2).backward()
     assert bool(torch.isfinite(a.grad).all())
+
+
+def test_whitened_distill_is_the_spread_scaled_distance_of_unit_vectors():
+    a, b, std = _rand(5, 7, seed=1), _rand(5, 7, seed=2), _rand(7, seed=3).abs() + 0.1
+    want = np.mean(((_unit(a.numpy()) - _unit(b.numpy())) / std.numpy()) ** 2)
+    assert np.isclose(float(L.whitened_distill(a, b, std)), want, rtol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 16))
+def test_whitened_distill_is_twice_cosine_distill_for_isotropic_spread(seed, d):
+    a, b = _rand(4, d, seed=seed), _rand(4, d, seed=seed + 1)
+    std = torch.full((d,), d ** -0.5, dtype=torch.float64)
+    assert np.isclose(float(L.whitened_distill(a, b, std)), 2 * float(L.cosine_distill(a, b)), rtol=1e-5)

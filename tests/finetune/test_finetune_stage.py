@@ -1,42 +1,72 @@
-"""run_finetune: params -> weights + manifest whose specs load through create_encoder."""
+"""One fine-tuning run: weights + manifest whose spec loads through create_encoder; resumable; stale state dropped."""
 
 from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
-from embedrobust.errors import ConfigError
-from embedrobust.finetune import run_finetune
+from embedrobust.finetune import is_trained, train_finetuned
 from embedrobust.models import create_encoder
 
-CFG = {
-    "seed": 0,
-    "device": "cpu",
-    "models": {"vit": {"library": "timm", "arch": "vit_tiny_patch16_224", "pretrained": "none", "image_size": 32}},
-    "perturbations": {"families": {"gaussian_noise": {"levels": [0.05, 0.2]}, "contrast": {"severities": [1]}}},
-}
+SPEC = {"library": "timm", "arch": "vit_tiny_patch16_224", "pretrained": "none", "image_size": 32}
+TRAIN = {"method": "paper", "alpha": 1.0, "families": {"gaussian_noise": {"levels": [0.1, 0.3]}}, "steps": 2,
+         "batch_size": 3, "train_blocks": 1, "seed": 0}
 
 
 def _images():
     return torch.randint(0, 256, (6, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
 
 
-def test_per_family_run_writes_one_loadable_model_per_family(tmp_path):
-    cfg = {**CFG, "finetune": {"base": "vit", "steps": 1, "batch_size": 3, "per_family": True, "train_blocks": 1}}
-    manifest = json.loads(run_finetune(cfg, _images(), tmp_path).read_text())
-    assert set(manifest["models"]) == {"vit-ft-gaussian_noise", "vit-ft-contrast"}
-    assert manifest["config"]["families"] is None  # default: the perturbations grid
-    spec = manifest["models"]["vit-ft-contrast"]
-    assert spec["checkpoint"] == str(tmp_path / "vit-ft-contrast" / "model.pt")
-    assert create_encoder(spec).embed_dim == 192
-    assert len((tmp_path / "vit-ft-contrast" / "log.jsonl").read_text().splitlines()) == 1
+def test_run_writes_loadable_weights_a_manifest_and_the_loss_log(tmp_path):
+    weights = train_finetuned(SPEC, TRAIN, _images(), tmp_path, fingerprint="abc")
+    manifest = json.loads((tmp_path / "finetune.json").read_text())
+    assert weights == tmp_path / "model.pt"
+    assert manifest["params_sha256"] == "abc" and manifest["steps"] == 2
+    assert manifest["spec"]["checkpoint"] == str(weights)
+    assert [json.loads(r)["step"] for r in (tmp_path / "log.jsonl").read_text().splitlines()] == [0, 1]
+    assert not (tmp_path / "checkpoint").exists()  # the optimiser state is not kept once model.pt exists
+    tuned = create_encoder(manifest["spec"])
+    base = create_encoder(SPEC)
+    x = _images().float() / 255
+    assert not torch.equal(tuned.encode_image(x), base.encode_image(x))
 
 
-def test_unknown_base_raises_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="finetune.base"):
-        run_finetune({**CFG, "finetune": {"base": "nope"}}, _images(), tmp_path)
+def test_is_trained_only_for_the_same_params(tmp_path):
+    assert not is_trained(tmp_path, "abc")
+    train_finetuned(SPEC, TRAIN, _images(), tmp_path, fingerprint="abc")
+    assert is_trained(tmp_path, "abc")
+    assert not is_trained(tmp_path, "other")
+
+
+def test_same_params_give_the_same_weights(tmp_path):
+    a = torch.load(train_finetuned(SPEC, TRAIN, _images(), tmp_path / "a", fingerprint="x"))
+    b = torch.load(train_finetuned(SPEC, TRAIN, _images(), tmp_path / "b", fingerprint="x"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    from embedrobust.finetune import Trainer
+
+    full = torch.load(train_finetuned(SPEC, TRAIN, _images(), tmp_path / "full", fingerprint="x"))
+    # A run killed after step 1: its checkpoint (and stamp) are on disk, model.pt is not.
+    out = tmp_path / "killed"
+    trainer = Trainer(create_encoder(SPEC), {**TRAIN, "steps": 1})
+    trainer.fit(_images(), checkpoint_dir=out / "checkpoint")
+    (out / "checkpoint.params_sha256").write_text("x")
+    resumed = torch.load(train_finetuned(SPEC, TRAIN, _images(), out, fingerprint="x"))
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+def test_checkpoint_of_other_params_is_not_resumed(tmp_path):
+    from embedrobust.finetune import Trainer
+
+    Trainer(create_encoder(SPEC), {**TRAIN, "steps": 1, "lr": 0.5}).fit(_images(), checkpoint_dir=tmp_path / "checkpoint")
+    (tmp_path / "checkpoint.params_sha256").write_text("old")
+    fresh = torch.load(train_finetuned(SPEC, TRAIN, _images(), tmp_path / "fresh", fingerprint="new"))
+    stale = torch.load(train_finetuned(SPEC, TRAIN, _images(), tmp_path, fingerprint="new"))
+    assert all(torch.equal(fresh[k], stale[k]) for k in fresh)
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 2
 
 
 def test_train_split_returns_train_images_with_their_labels(tmp_path):

@@ -243,3 +243,35 @@ def test_dataloader_input_is_cycled_until_steps():
     tr = _trainer(steps=3, views=1, train_blocks=1)
     log = tr.fit(loader)
     assert [row["step"] for row in log] == [0, 1, 2] and tr.step == 3
+
+
+def test_whitened_utility_uses_the_original_embeddings_spread():
+    base = _encoder(VIT)
+    x = _images(8)
+    tr = _trainer(utility="whitened")
+    std = tr.fit_whitening(x)
+    want = F.normalize(base.encode_image(x.float() / 255).double(), dim=-1).std(0)
+    assert torch.allclose(std.double(), want, atol=1e-5)
+    tr.train_step(x)  # after a step f_theta != f_0: the term is the whitened distance, checked directly
+    s, t = tr.student(x[:4].float() / 255), tr.original(x[:4].float() / 255)
+    got = float(tr.losses(x[:4], step=0)["utility"].detach())
+    want_u = float(((F.normalize(s, dim=-1) - F.normalize(t, dim=-1)) / std).square().mean().detach())
+    assert got > 0 and np.isclose(got, want_u, rtol=1e-4)
+
+
+def test_one_step_with_whitened_utility_lowers_objective():
+    tr = _trainer(utility="whitened", lr=1e-6, views=1)
+    x = _images(4)
+    tr.fit_whitening(_images(8, seed=1))
+    before = float(tr.losses(x, step=0)["total"].detach())
+    tr.train_step(x)
+    assert float(tr.losses(x, step=0)["total"].detach()) < before
+
+
+def test_train_blocks_counts_resnet_bottlenecks():
+    spec = {"library": "timm", "arch": "resnet18", "pretrained": "none", "image_size": 32}
+    tr = Trainer(create_encoder(spec), {"families": FAMS, "batch_size": 4, "steps": 1, "lr": 1e-3, "train_blocks": 1})
+    before = {n: p.detach().clone() for n, p in tr.encoder.model.named_parameters()}
+    tr.train_step(_images(4))
+    changed = {n for n, p in tr.encoder.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(n.startswith("layer4.1.") for n in changed)

@@ -9,17 +9,20 @@ _SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, _SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p))
 
-from embedrobust.config import canonical_json, stage_config, validate
+from embedrobust.config import all_models, canonical_json, finetune_runs, stage_config, validate
+from embedrobust.stages import checkpoint_relpath
 
 # One validation, with one clear error (the schema is workflow/schemas/config.schema.yaml).
 config.update(validate(config, source="snakemake config (params.yaml)"))
 
 DATASETS = sorted(config["datasets"])
-MODELS = sorted(config["models"])
+# The models of params and the fine-tuned ones (finetune section): the same stages evaluate both.
+FINETUNED = finetune_runs(config)
+MODELS = sorted(all_models(config))
 
 
 def _alternatives(names):
-    return "|".join(re.escape(n) for n in names)
+    return "|".join(re.escape(n) for n in names) or "(?!)"  # (?!) never matches: no names, no jobs
 
 
 wildcard_constraints:
@@ -35,6 +38,18 @@ def stage_json(stage):
         return canonical_json(stage_config(config, stage, **kw))
 
     return get
+
+
+def model_inputs(wildcards):
+    """The fetched dataset, and the weights of a fine-tuned model."""
+    inputs = {"index": f"data/datasets/{wildcards.dataset}/index.csv"}
+    if wildcards.model in FINETUNED:
+        inputs["weights"] = checkpoint_relpath(wildcards.model)
+    return inputs
+
+
+def finetune_dataset(wildcards):
+    return f"data/datasets/{FINETUNED[wildcards.model]['dataset']}/index.csv"
 
 
 def has_text(model):

@@ -4,7 +4,7 @@
 # Zarr hierarchy, which Zarr warns about).
 rule embed:
     input:
-        "data/datasets/{dataset}/index.csv",
+        unpack(model_inputs),
     output:
         "data/embeddings/{dataset}/{model}.zarr/zarr.json",
     params:
@@ -26,7 +26,7 @@ rule embed:
 
 rule text:
     input:
-        "data/datasets/{dataset}/index.csv",
+        unpack(model_inputs),
     output:
         "data/text/{dataset}/{model}.npz",
     params:

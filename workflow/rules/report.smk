@@ -4,6 +4,7 @@ rule report:
         metrics=expand("data/metrics/{dataset}/{model}.parquet", dataset=DATASETS, model=MODELS),
         downstream=expand("data/downstream/{dataset}/{model}.parquet", dataset=DATASETS, model=MODELS),
         stores=expand("data/embeddings/{dataset}/{model}.zarr/zarr.json", dataset=DATASETS, model=MODELS),
+        finetuned=[checkpoint_relpath(m) for m in FINETUNED],
     output:
         pdf="reports/final.pdf",
         metrics="reports/metrics.json",

@@ -94,13 +94,16 @@ def embed_conditions(
     return torch.stack(out)
 
 
-def run_embed(stage_cfg: dict, dataset_dir: Path, out_path: Path, progress: bool = True) -> Path:
+def run_embed(stage_cfg: dict, dataset_dir: Path, out_path: Path, progress: bool = True,
+              root: Path | None = None) -> Path:
     """Build the embedding store of one (dataset, model) at ``out_path``, resuming a killed run.
 
     Args:
         stage_cfg: ``config.stage_config(config, "embed", dataset, model)``.
         dataset_dir: the fetched dataset (index.csv and images).
         out_path: the ``.zarr`` directory to publish.
+        root: project root against which a relative model ``checkpoint`` resolves (default: the cwd). The
+            store's params hash keeps the relative path, so it does not depend on where the project lives.
     """
     from tqdm import tqdm
 
@@ -112,6 +115,8 @@ def run_embed(stage_cfg: dict, dataset_dir: Path, out_path: Path, progress: bool
     ds_cfg = stage_cfg["datasets"][ds_name]
     model_spec = dict(stage_cfg["models"][model_name])
     model_spec.setdefault("seed", seed)
+    if root is not None and model_spec.get("checkpoint") and not Path(model_spec["checkpoint"]).is_absolute():
+        model_spec["checkpoint"] = str(Path(root) / model_spec["checkpoint"])
     emb_cfg = stage_cfg["embed"]
     conds = conditions(stage_cfg)
     device = resolve_device(stage_cfg.get("device", "auto"))
@@ -129,7 +134,9 @@ def run_embed(stage_cfg: dict, dataset_dir: Path, out_path: Path, progress: bool
         attrs={
             "dataset": ds_name,
             "model_name": model_name,
-            "model": encoder.describe(),
+            # The checkpoint as params give it (relative to the project root): the store does not depend on where
+            # the project lives.
+            "model": {**encoder.describe(), "checkpoint": stage_cfg["models"][model_name].get("checkpoint")},
             "pretrained": bool(encoder.pretrained),
             "image_size": int(ds_cfg.get("image_size", 224)),
             "preprocess": "decode -> RGB uint8 -> resize shorter side + centre crop to image_size -> "

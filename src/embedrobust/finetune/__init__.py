@@ -6,7 +6,8 @@
     trainer.save_weights("ft/model.pt")          # load back: create_encoder({**spec, "checkpoint": "ft/model.pt"})
 
 Methods (``method``):
-  - ``paper``: mean(1 - cos(f_theta(x), f_0(x))) [+ task_weight * zero-shot CE] + alpha * mean over images of
+  - ``paper``: utility mean(1 - cos(f_theta(x), f_0(x))) (``utility: cosine``) or the distance of the unit
+    embeddings in units of the original's per-dimension spread (``utility: whitened``) [+ task_weight * zero-shot CE] + alpha * mean over images of
     the spread of {f_theta(x), f_theta(p_1(x)), ..} (``robustness``: ``meb`` = differentiable DivergenceRadius,
     ``max`` / ``mean`` = half the largest / mean distance to the clean view), on L2-normalised embeddings;
   - ``deacl``: -cos(f_s(x), f_t(x)) - deacl_k cos(f_s(x_adv), f_s(x)), x_adv by L-inf PGD maximising
@@ -16,12 +17,12 @@ Methods (``method``):
   - ``subspace``: distillation + alpha * projection distance between the top-k principal subspaces of the clean
     and of each perturbed view's batch embeddings (image side only).
 
-The ``finetune`` config section (defaults in :data:`DEFAULTS`; the stage: :func:`run_finetune`):
-  base (None, required by the stage): key of ``models`` to fine-tune. method ("paper"): paper | deacl | grace |
-  subspace. alpha (1.0): weight of the robustness term. families (None): list of perturbation names or mapping
-  name -> {levels | severities | range: [lo, hi]}; None = the ``perturbations`` grid (deacl needs none).
-  per_family (False): one model per family instead of one for all. views (2): perturbed views per image.
-  sample_per ("image"): draw family and level per image or per batch. robustness ("meb"): meb | max | mean.
+Trainer options (defaults in :data:`DEFAULTS`). In params, the ``finetune`` section sweeps base x methods x
+alpha (x family with ``per_family``), see ``config.finetune_runs``; one run is :func:`train_finetuned`.
+  method ("paper"): paper | deacl | grace | subspace. alpha (1.0): weight of the robustness term. families
+  (None): list of perturbation names or mapping name -> {levels | severities | range: [lo, hi]} (deacl needs
+  none). views (2): perturbed views per image.
+  utility ("cosine"): cosine | whitened (paper, grace, subspace). sample_per ("image"): draw family and level per image or per batch. robustness ("meb"): meb | max | mean.
   steps (100), lr (1e-4), weight_decay (0.0), grad_clip (None): AdamW and its step count. batch_size (32).
   train_blocks (None = whole image tower): train only the last N transformer blocks and the layers after them.
   lora_rank (0 = off), lora_alpha (None = rank), lora_targets (["attn", "mlp"]): LoRA adapters instead.
@@ -35,7 +36,7 @@ The ``finetune`` config section (defaults in :data:`DEFAULTS`; the stage: :func:
 from . import losses
 from .peft import add_lora, merged_state_dict, select_trainable
 from .sampler import PerturbationSampler, resolve_families
-from .stage import run_finetune, train_split
+from .stage import is_trained, train_finetuned, train_split
 from .trainer import DEFAULTS, METHODS, Trainer, batch_indices, resolve_config
 
 __all__ = [
@@ -48,8 +49,9 @@ __all__ = [
     "losses",
     "merged_state_dict",
     "resolve_config",
+    "is_trained",
     "resolve_families",
-    "run_finetune",
     "select_trainable",
+    "train_finetuned",
     "train_split",
 ]

@@ -21,6 +21,20 @@ def cosine_distill(a: Tensor, b: Tensor) -> Tensor:
     return (1.0 - F.cosine_similarity(a.float(), b.float(), dim=-1)).mean()
 
 
+def whitened_distill(a: Tensor, b: Tensor, std: Tensor) -> Tensor:
+    """Utility term ``mean_i mean_d ((a_i - b_i)_d / std_d)^2`` on unit vectors: the distance to the original
+    embedding in units of the original embeddings' spread per dimension.
+
+    ``std`` (D,) is the per-dimension standard deviation of the original unit embeddings over the training images.
+    For isotropic embeddings (std_d = 1 / sqrt(D)) this is ``||a - b||^2 = 2 mean(1 - cos)``, twice
+    :func:`cosine_distill`; for embeddings crowded in a narrow cone (random-init or collapsed models, where every
+    image differs from the others by a few degrees) it keeps the differences between images that a linear probe
+    reads, which the plain cosine barely sees.
+    """
+    d = F.normalize(a.float(), dim=-1) - F.normalize(b.float(), dim=-1)
+    return (d / std.to(d)).square().mean()
+
+
 def zero_shot_ce(emb: Tensor, text: Tensor, labels: Tensor, logit_scale: float = 100.0) -> Tensor:
     """Task term: cross-entropy of CLIP zero-shot logits ``logit_scale * norm(emb) @ norm(text).T``.
 

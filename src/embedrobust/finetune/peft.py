@@ -17,21 +17,25 @@ def image_tower(encoder) -> nn.Module:
 
 
 def blocks(encoder) -> nn.ModuleList:
-    """The transformer blocks, in order: timm ``blocks``, open_clip ``visual.transformer.resblocks``."""
+    """The blocks, in order: timm ``blocks``, open_clip ``visual.transformer.resblocks``, or the bottlenecks of a
+    ResNet's ``layer1``..``layer4`` (open_clip's RN50 and timm ResNets)."""
     tower = image_tower(encoder)
     found = getattr(getattr(tower, "transformer", None), "resblocks", None)
     found = found if found is not None else getattr(tower, "blocks", None)
+    if found is None and all(isinstance(getattr(tower, f"layer{i}", None), nn.Sequential) for i in range(1, 5)):
+        found = nn.ModuleList([b for i in range(1, 5) for b in getattr(tower, f"layer{i}")])
     if found is None:
         raise ConfigError(f"finetune.train_blocks: {encoder!r} has no transformer blocks (timm `blocks` or "
-                          f"open_clip `visual.transformer.resblocks`); use train_blocks: null to train all layers")
+                          f"open_clip `visual.transformer.resblocks`) or ResNet stages; use train_blocks: null to "
+                          f"train all layers")
     return found
 
 
 def _after_blocks(encoder) -> list[nn.Module]:
     """Layers between the last block and the embedding (final norms, pooling head, projection)."""
     tower = image_tower(encoder)
-    names = ("ln_post", "attn_pool", "ln_pool") if encoder.spec["library"] == "open_clip" else (
-        "norm", "fc_norm", "attn_pool", "head", "head_drop")
+    names = ("ln_post", "attn_pool", "ln_pool", "attnpool") if encoder.spec["library"] == "open_clip" else (
+        "norm", "fc_norm", "attn_pool", "head", "head_drop", "global_pool", "fc")
     return [getattr(tower, n) for n in names if isinstance(getattr(tower, n, None), nn.Module)]
 
 

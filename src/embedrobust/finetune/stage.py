@@ -1,96 +1,110 @@
-"""The ``finetune`` stage: params -> fine-tuned weights + a manifest of model specs that load them."""
+"""One fine-tuning run of the pipeline: a base model spec + a trainer config -> weights and a manifest."""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shutil
+import time
 from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError
 from .trainer import Trainer, resolve_config
 
+log = logging.getLogger(__name__)
 
-def _families(cfg: dict, ft: dict):
-    """The families to train on: ``finetune.families`` (list or mapping) or else ``perturbations``'s grid.
-
-    A bare name that the perturbations grid also lists takes the grid's levels (so training and evaluation
-    use the same values); otherwise the registry's severity 1-5 values.
-    """
-    from ..config import families as grid
-
-    known = grid(cfg) if cfg.get("perturbations") else {}
-    spec = ft["families"]
-    if spec is None:
-        if not known:
-            raise ConfigError("finetune.families is not set and params has no perturbations; list the families "
-                              "to train on, e.g. finetune: {families: [gaussian_noise, jpeg_compression]}")
-        return {n: {"levels": v} for n, v in known.items()}
-    if isinstance(spec, (list, tuple)):
-        return {n: ({"levels": known[n]} if n in known else None) for n in spec}
-    return spec
+MANIFEST = "finetune.json"
 
 
-def run_finetune(cfg: dict, train_images, out_dir: str | Path, labels: torch.Tensor | None = None,
-                 class_names: list[str] | None = None) -> Path:
-    """Fine-tune ``cfg["finetune"]["base"]`` (a key of ``cfg["models"]``) for robustness; returns the manifest.
+def is_trained(out_dir: str | Path, fingerprint: str) -> bool:
+    """Whether ``out_dir`` holds finished weights of the run whose params hash is ``fingerprint``."""
+    out_dir = Path(out_dir)
+    try:
+        manifest = json.loads((out_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return manifest.get("params_sha256") == fingerprint and (out_dir / "model.pt").is_file()
+
+
+def train_finetuned(
+    spec: dict,
+    train: dict,
+    images: torch.Tensor,
+    out_dir: str | Path,
+    labels: torch.Tensor | None = None,
+    class_names: list[str] | None = None,
+    device: torch.device | str = "cpu",
+    fingerprint: str = "",
+) -> Path:
+    """Fine-tune the model ``spec`` with the trainer config ``train``; resumable, written atomically.
 
     Args:
-        cfg: the validated params (``finetune``, ``models``, optional ``perturbations``, ``seed``, ``device``).
-        train_images: (N, 3, H, W) uint8 / float in [0, 1] tensor, or a DataLoader of batches.
-        out_dir: gets ``model.pt`` (or ``{family}/model.pt`` with ``per_family``), ``checkpoint/`` (resumable
-            state), ``log.jsonl`` (loss terms per step) and ``finetune.json``.
-        labels: (N,) int64 class labels, needed only for the zero-shot task term (``task_weight > 0``).
-        class_names: class names for the task term's prompt-ensemble text embeddings (CLIP only).
+        spec: the base model spec (as in params ``models``; its ``checkpoint``, if any, must resolve from the cwd).
+        train: the trainer config (keys of ``finetune.DEFAULTS``; ``families`` must be set unless deacl).
+        images: (N, 3, H, W) uint8 training images (the embed stage's decoding: resize + centre crop).
+        out_dir: receives ``model.pt`` (full state dict, LoRA merged), ``finetune.json`` (the run, the spec that
+            loads the weights, wall time, first and last loss terms), ``log.jsonl`` (loss terms per step), and
+            while training ``checkpoint/`` (resumable state, removed once ``model.pt`` is written).
+        labels: (N,) int64, only for the zero-shot task term (``task_weight > 0``, CLIP models).
+        class_names: class names for that term's text embeddings.
+        fingerprint: params hash of the run; a checkpoint left by other params is discarded, not resumed.
 
     Returns:
-        Path of ``out_dir/finetune.json``: ``{"models": {name: model spec with checkpoint}, "config": ...}``,
-        where name is ``{base}-ft`` or ``{base}-ft-{family}``; each spec loads through ``create_encoder``.
+        The path of ``model.pt``.
     """
-    from ..embed.run import resolve_device
     from ..models import create_encoder
 
-    ft = resolve_config({"seed": cfg.get("seed", 0), **(cfg.get("finetune") or {})})
-    base = ft["base"]
-    if base not in cfg.get("models", {}):
-        raise ConfigError(f"finetune.base {base!r} is not a key of models; known: {', '.join(cfg.get('models', {}))}")
-    spec = dict(cfg["models"][base])
-    spec.setdefault("seed", cfg.get("seed", 0))
-    device = resolve_device(cfg.get("device", "auto"))
-    fams = _families(cfg, ft) if ft["method"] != "deacl" or ft["families"] is not None else None
-    runs = {f"{base}-ft": fams}
-    if ft["per_family"]:
-        if fams is None:
-            raise ConfigError("finetune.per_family needs families (deacl trains on PGD only)")
-        runs = {f"{base}-ft-{name}": {name: fams[name]} for name in fams}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest: dict = {"models": {}, "config": ft}
-    for name, families in runs.items():
-        sub = out_dir if len(runs) == 1 else out_dir / name
-        encoder = create_encoder(spec, device=device)
-        text = None
-        if ft["task_weight"] and encoder.has_text and class_names:
-            from ..downstream.templates import class_text_embeddings
+    ckpt, stamp, steps_log = out_dir / "checkpoint", out_dir / "checkpoint.params_sha256", out_dir / "log.jsonl"
+    if ckpt.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
+        log.info("%s was left by other params; starting over", ckpt)
+        shutil.rmtree(ckpt)
+        steps_log.unlink(missing_ok=True)
+    if not ckpt.exists():
+        steps_log.unlink(missing_ok=True)  # its rows belong to a run that cannot be resumed
+    stamp.write_text(fingerprint)
 
-            text = class_text_embeddings(encoder.encode_text, list(class_names), ft["templates"])
-        trainer = Trainer(encoder, {**ft, "families": families}, text_embeddings=text)
-        log = trainer.fit(train_images, labels=labels, checkpoint_dir=sub / "checkpoint")
-        with open(sub / "log.jsonl", "a") as fh:
-            for row in log:
-                fh.write(json.dumps(row) + "\n")
-        weights = trainer.save_weights(sub / "model.pt")
-        manifest["models"][name] = trainer.finetuned_spec(weights)
-    path = out_dir / "finetune.json"
-    path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    return path
+    cfg = resolve_config(train)
+    encoder = create_encoder(spec, device=device)
+    text = None
+    if cfg["task_weight"] and encoder.has_text and class_names:
+        from ..downstream.templates import class_text_embeddings
+
+        text = class_text_embeddings(encoder.encode_text, list(class_names), cfg["templates"])
+    trainer = Trainer(encoder, cfg, text_embeddings=text)
+    start = time.perf_counter()
+    rows = trainer.fit(images, labels=labels, checkpoint_dir=ckpt)
+    seconds = time.perf_counter() - start
+    with open(steps_log, "a") as fh:  # appended: a resumed run continues the rows of the killed one
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+    all_rows = [json.loads(line) for line in steps_log.read_text().splitlines() if line.strip()]
+    weights = trainer.save_weights(out_dir / "model.pt")
+    manifest = {
+        "params_sha256": fingerprint,
+        "spec": trainer.finetuned_spec(weights),
+        "train": cfg,
+        "steps": trainer.step,
+        "seconds_this_process": round(seconds, 3),
+        "first_step": all_rows[0] if all_rows else None,
+        "last_step": all_rows[-1] if all_rows else None,
+    }
+    tmp = out_dir / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, out_dir / MANIFEST)
+    shutil.rmtree(ckpt, ignore_errors=True)  # optimiser state is 2x the weights; model.pt is what is kept
+    stamp.unlink(missing_ok=True)
+    return weights
 
 
 def train_split(dataset_dir: str | Path, image_size: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """The ``train`` split of a fetched dataset: images (N, 3, S, S) uint8, labels (N,) int64, class names.
 
     Decoded as the embed stage does (resize shorter side + centre crop to ``image_size``), so the fine-tuned
-    model sees what the pipeline later evaluates it on.
+    model sees what the pipeline later evaluates it on. The test split is never read.
     """
     from ..data import ImageDataset, class_names, read_index
     from ..errors import DataError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import pickle
 from collections.abc import Iterator
@@ -18,13 +19,19 @@ from . import losses as L
 from .peft import add_lora, merged_state_dict, select_trainable
 from .sampler import PerturbationSampler, _mix
 
+_log = logging.getLogger(__name__)
+
 METHODS = ("paper", "deacl", "grace", "subspace")
+UTILITIES = ("cosine", "whitened")
+#: Training images whose original embeddings give the per-dimension spread of the ``whitened`` utility.
+WHITEN_IMAGES = 1024
 
 #: Every key of the ``finetune`` config section with its default (see the package docstring for meanings).
 DEFAULTS: dict = {
     "base": None,
     "method": "paper",
     "alpha": 1.0,
+    "utility": "cosine",
     "families": None,
     "per_family": False,
     "views": 2,
@@ -71,6 +78,8 @@ def resolve_config(cfg: dict | None) -> dict:
     if out["robustness"] not in L.ROBUSTNESS_KINDS:
         raise ConfigError(f"finetune.robustness must be one of {', '.join(L.ROBUSTNESS_KINDS)}, "
                           f"got {out['robustness']!r}")
+    if out["utility"] not in UTILITIES:
+        raise ConfigError(f"finetune.utility must be one of {', '.join(UTILITIES)}, got {out['utility']!r}")
     if out["grace_scaling"] not in ("weight", "fisher"):
         raise ConfigError(f"finetune.grace_scaling must be 'weight' or 'fisher', got {out['grace_scaling']!r}")
     for key in ("steps", "batch_size", "views", "pgd_steps", "subspace_k"):
@@ -129,6 +138,27 @@ class Trainer:
         self.text = None if text_embeddings is None else text_embeddings.float().to(self.device)
         self.fisher = [torch.zeros_like(p) for p in self.params] if c["grace_scaling"] == "fisher" else None
         self.step = 0
+        self.std: Tensor | None = None  # (D,) spread of the original unit embeddings (``whitened`` utility)
+
+    def fit_whitening(self, data) -> Tensor:
+        """(D,) per-dimension std of the original encoder's unit embeddings of the first training images (up to
+        :data:`WHITEN_IMAGES`): a function of the frozen original and the data alone, so a resumed run gets the
+        same values."""
+        parts, n = [], 0
+        if isinstance(data, Tensor):
+            chunks = data[:WHITEN_IMAGES].split(self.cfg["batch_size"])
+        else:
+            chunks = (b[0] if isinstance(b, (tuple, list)) else b for b in data)
+        for chunk in chunks:
+            parts.append(F.normalize(self.original(_as_float(chunk).to(self.device)), dim=-1))
+            n += len(chunk)
+            if n >= WHITEN_IMAGES:
+                break
+        z = torch.cat(parts)[:WHITEN_IMAGES]
+        if len(z) < 2:
+            raise ConfigError("finetune.utility whitened needs at least two training images")
+        self.std = z.std(0).clamp_min(1e-8)
+        return self.std
 
     # -- embeddings -------------------------------------------------------------------------------------------
     def _autocast(self):
@@ -195,7 +225,7 @@ class Trainer:
             out["adv_alignment"] = -F.cosine_similarity(adv, s, dim=-1).mean()
             out["total"] = L.deacl_loss(s, t, adv, c["deacl_k"])
             return out
-        out["utility"] = L.cosine_distill(s, t)
+        out["utility"] = L.cosine_distill(s, t) if self.std is None else L.whitened_distill(s, t, self.std)
         if self.text is not None and labels is not None and c["task_weight"]:
             out["task"] = L.zero_shot_ce(s, self.text, labels.to(self.device), c["logit_scale"])
             out["utility"] = out["utility"] + c["task_weight"] * out["task"]
@@ -284,11 +314,17 @@ class Trainer:
         checkpoint every ``checkpoint_every`` steps and at the end. Returns one dict of loss terms per step."""
         if checkpoint_dir is not None and resume and (Path(checkpoint_dir) / _STATE).is_file():
             self.load_checkpoint(checkpoint_dir)
+        if self.cfg["utility"] == "whitened" and self.std is None and self.cfg["method"] != "deacl":
+            self.fit_whitening(data)
         log: list[dict[str, float]] = []
         every = int(self.cfg["checkpoint_every"] or 0)
         if self.step < self.cfg["steps"]:
+            report = max(1, self.cfg["steps"] // 10)
             for images, y in self.batches(data, labels):
                 log.append({"step": self.step, **self.train_step(images, y)})
+                if self.step % report == 0 or self.step == self.cfg["steps"]:
+                    _log.info("step %d/%d: %s", self.step, self.cfg["steps"],
+                              ", ".join(f"{k} {v:.5g}" for k, v in log[-1].items() if k != "step"))
                 if checkpoint_dir is not None and every and self.step % every == 0:
                     self.save_checkpoint(checkpoint_dir)
                 if self.step >= self.cfg["steps"]:

@@ -18,7 +18,7 @@ import yaml  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
 from .. import stages  # noqa: E402
-from ..config import families  # noqa: E402
+from ..config import all_models, families, finetune_runs  # noqa: E402
 
 PAGE = (8.27, 11.69)  # A4 portrait, inches
 LINES_PER_PAGE = 70
@@ -100,13 +100,71 @@ def _table_page(pdf: PdfPages, title: str, df: pd.DataFrame, note: str = "") -> 
     _text_pages(pdf, title, (note + "\n\n" if note else "") + df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
+def _finetune_pages(pdf: PdfPages, config: dict, root: Path, rob: pd.DataFrame, outcomes: pd.DataFrame) -> dict:
+    """Robustness per family, utility and the alpha trade-off of every fine-tuned model against its base.
+    Returns the tables as JSON-able records for reports/metrics.json ({} without fine-tuned models)."""
+    from ..embed import open_store
+    from ..finetune import compare
+    from . import finetune_figures as ff
+
+    runs = finetune_runs(config)
+    if not runs:
+        return {}
+    drift = {}
+    for ds in config["datasets"]:
+        for name, run in runs.items():
+            emb = []
+            for m in (run["base"], name):
+                s = open_store(stages.store_path(root, ds, m))
+                test = s["split"].values.astype(str) == "test"
+                emb.append(s["embedding"].sel(condition="clean").values[test])
+            drift[(ds, name)] = compare.embedding_drift(*emb)
+    change = compare.robustness_change(runs, list(families(config)), rob)
+    util = compare.utility_change(runs, outcomes, drift)
+    curve = compare.tradeoff(runs, change, util)
+    lines = ["Each fine-tuned model is its base trained on the train split of "
+             f"{', '.join(sorted({r['dataset'] for r in runs.values()}))} (test images never seen), then evaluated by",
+             "the same stages. Utility: distillation to the frozen base; robustness: the spread of an image's",
+             "perturbed views. Families of the grid left out of training are held out: does robustness transfer?", ""]
+    for name, run in runs.items():
+        t = run["train"]
+        lines.append(f"{name}: base {run['base']}, method {run['method']}, alpha {run['alpha']:g}, utility "
+                     f"{t['utility']}, {t['steps']} steps x {t['batch_size']} images, lr {t['lr']:g}, trained on "
+                     f"{', '.join(t['families'] or ['PGD views'])}")
+    _text_pages(pdf, "Fine-tuning: runs", "\n".join(lines))
+    if not curve.empty:
+        for ds, g in curve.groupby("dataset", sort=True):
+            fig = ff.tradeoff_figure(g)
+            fig.suptitle(f"dataset: {ds}", y=1.0)
+            pdf.savefig(fig)
+            plt.close(fig)
+    for ds, g in change.groupby("dataset", sort=True):
+        fig = ff.per_family_figure(g)
+        fig.suptitle(f"dataset: {ds}", y=1.0)
+        pdf.savefig(fig)
+        plt.close(fig)
+    _table_page(pdf, "Fine-tuning: DivergenceRadius per family (test split)",
+                change.drop(columns=["base", "method", "alpha"]),
+                "dr_change < 0: the fine-tuned model is more robust. trained = False: a held-out family.")
+    _table_page(pdf, "Fine-tuning: utility (clean test accuracy, embedding drift)",
+                util.drop(columns=["base", "method", "alpha"]),
+                "clean_acc_change_pt: points of clean accuracy gained (+) or lost (-); drift: mean 1 - cos between the\n"
+                "clean embeddings of the fine-tuned model and of its base.")
+    if not curve.empty:
+        _table_page(pdf, "Fine-tuning: the robustness-utility trade-off", curve,
+                    "alpha 0 = the base model. dr_trained / dr_held_out: mean DivergenceRadius over trained / held-out "
+                    "families.")
+    return {"robustness": change.to_dict("records"), "utility": util.to_dict("records"),
+            "tradeoff": curve.to_dict("records")}
+
+
 def build_report(cfg: dict, root: Path, out: Path) -> Path:
     """Write the PDF at ``out`` and the collected DVC metrics at ``out.parent / 'metrics.json'``."""
     from ..embed import open_store
     from . import regression_figures as rf
 
     config = cfg["config"]
-    datasets, models = list(config["datasets"]), list(config["models"])
+    datasets, models = list(config["datasets"]), list(all_models(config))
     stores = {}
     for ds in datasets:
         for m in models:
@@ -159,6 +217,7 @@ def build_report(cfg: dict, root: Path, out: Path) -> Path:
                         pooled[[c for c in keep if c in fits.columns]],
                         f"OLS of accuracy on robustness, {config['regression']['ci_level']:.0%} confidence intervals.\n"
                         f"Per-family fits, logistic fits and residual diagnostics: data/regression/{ds}/fits.csv")
+        tuned = _finetune_pages(pdf, config, root, rob, outcomes)
         provenance = []
         for (ds, m), attrs in stores.items():
             # The params hash names what built the store; dvc.lock holds the content hashes of every artifact.
@@ -169,6 +228,8 @@ def build_report(cfg: dict, root: Path, out: Path) -> Path:
     os.replace(tmp, out)
 
     metrics = {ds: reg[ds]["summary"] for ds in datasets}
+    if tuned:
+        metrics["finetune"] = tuned
     metrics_file = out.parent / "metrics.json"
     stages.write_json(metrics, metrics_file)
     return out
