@@ -147,3 +147,17 @@ def test_finetune_params_reach_only_the_fine_tuned_models_stages(tiny_config):
         if stage_config(a, stage, "digits", model) != stage_config(b, stage, "digits", model)
     }
     assert changed == {("finetune", ft), ("embed", ft), ("text", ft)}
+
+
+def test_family_options_are_checked_against_the_function(tiny_config):
+    from embedrobust.config import family_options
+
+    tiny_config["perturbations"]["families"]["embed_attack"] = {"levels": [0.01], "options": {"steps": 2}}
+    assert family_options(validate(tiny_config)) == {"embed_attack": {"steps": 2}}
+    tiny_config["perturbations"]["families"]["embed_attack"]["options"] = {"stepz": 2}
+    with pytest.raises(ConfigError, match="embed_attack.options.*steps"):
+        validate(tiny_config)
+    tiny_config["perturbations"]["families"]["embed_attack"]["options"] = {"steps": 2}
+    tiny_config["perturbations"]["families"]["contrast"] = {"levels": [0.5], "options": {"x": 1}}
+    with pytest.raises(ConfigError, match="contrast"):
+        validate(tiny_config)

@@ -81,6 +81,7 @@ def validate(config: dict, source: str = "params") -> dict:
     cfg = copy.deepcopy(config)
     _fill_defaults(cfg, sch, sch)
     conditions(cfg)  # checks perturbation names, presets and severities
+    family_options(cfg)
     _check_models(cfg)
     finetune_runs(cfg)  # checks bases, methods, families and trainer options; names must not collide
     return cfg
@@ -161,6 +162,31 @@ def families(config: dict) -> dict[str, list[float]]:
         if len(set(values)) != len(values):
             raise ConfigError(f"perturbations.families.{name}: repeated parameter values {values}; list each once.")
         out[name] = values
+    return out
+
+
+def family_options(config: dict) -> dict[str, dict]:
+    """Family name -> keyword options of its function (``perturbations.families.<name>.options``), checked
+    against the function's signature so a typo fails at validation."""
+    import inspect
+
+    from .errors import unknown_name
+    from .perturb import get_perturbation
+
+    out = {}
+    for name, spec in config.get("perturbations", {}).get("families", {}).items():
+        opts = dict(spec.get("options") or {})
+        if not opts:
+            continue
+        params = inspect.signature(get_perturbation(name).fn).parameters
+        # fn(images, value, generator, **options); encoder= is bound by the embed stage, not by params
+        known = [k for i, (k, p) in enumerate(params.items())
+                 if i >= 3 and k != "encoder" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        for key in opts:
+            if key not in known:
+                hint = str(unknown_name(f"option of {name}", key, known)) if known else f"{name} takes no options."
+                raise ConfigError(f"perturbations.families.{name}.options: {hint}")
+        out[name] = opts
     return out
 
 

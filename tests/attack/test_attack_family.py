@@ -61,3 +61,17 @@ def test_eps_outside_0_1_is_a_user_error(eps):
 
     with pytest.raises(EmbedRobustError, match="outside"):
         get_perturbation(NAME)(images(1), eps)
+
+
+def test_family_options_from_params_reach_the_attack(vit):
+    from embedrobust.attack import embed_attack
+    from embedrobust.embed.run import bind_perturbations
+
+    x = images(2)
+    (fn,) = bind_perturbations([Condition(NAME, 8 / 255)], vit, {NAME: {"steps": 1, "step_size": 1 / 255}})
+    got = fn(x, 8 / 255, torch.Generator().manual_seed(3))
+    want = embed_attack(vit, x, eps=8 / 255, steps=1, step_size=1 / 255, distance="l2",
+                        generator=torch.Generator().manual_seed(3))
+    assert torch.equal(got, want)
+    default = bind_perturbations([Condition(NAME, 8 / 255)], vit)[0](x, 8 / 255, torch.Generator().manual_seed(3))
+    assert not torch.equal(got, default)  # 20 steps of eps / 4 by default

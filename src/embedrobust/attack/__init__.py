@@ -4,6 +4,8 @@
 - ``embed_attack``: maximise the distance of (pooled or patch) embeddings from the clean ones;
 - ``pgd_classifier`` (cross-entropy), ``segpgd`` (SegPGD), ``depthpgd`` (depth loss) for task heads;
 - ``dense``: linear segmentation / depth heads on frozen encoders, mIoU and RMSE;
+- ``evaluate``: task-level robustness tables (dense heads under the grid and SegPGD / DepthPGD; a linear probe
+  under cross-entropy PGD), hyper-parameters selected on val, scored on test;
 - ``synthetic``: tiny dense tasks for tests;
 - ``family``: the ``embed_attack`` perturbation family (imported on demand, it registers itself).
 """
@@ -18,13 +20,15 @@ from .dense import (
     predict,
     rmse,
 )
+from .evaluate import evaluate_classifier_attack, evaluate_dense, fit_select_head, select_probe
 from .features import features_and_tokens, model_input, patch_tokens, pooled_features
 from .pgd import EPS, STEP_SIZE, STEPS, AttackError, depth_loss, depthpgd, embed_attack, pgd, pgd_classifier, segpgd
 from .synthetic import depth_ramps, shapes_segmentation
 
 __all__ = [
     "EPS", "STEPS", "STEP_SIZE", "AttackError", "LinearDepthHead", "LinearSegHead", "dense_forward", "depth_loss",
-    "depth_ramps", "depthpgd", "embed_attack", "features_and_tokens", "fit_depth_head", "fit_seg_head", "miou",
+    "depth_ramps", "depthpgd", "embed_attack", "evaluate_classifier_attack", "evaluate_dense",
+    "features_and_tokens", "fit_select_head", "fit_depth_head", "fit_seg_head", "miou",
     "model_input", "patch_tokens", "pgd", "pgd_classifier", "pooled_features", "predict", "rmse", "segpgd",
-    "shapes_segmentation",
+    "select_probe", "shapes_segmentation",
 ]

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..config import Condition, conditions, sha256
+from ..config import Condition, conditions, family_options, sha256
 from .store import ChunkedStoreWriter, StoreLayout, is_complete
 
 log = logging.getLogger(__name__)
@@ -49,21 +49,26 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def bind_perturbations(conds: list[Condition], encoder) -> list[Callable | None]:
+def bind_perturbations(conds: list[Condition], encoder, options: dict | None = None) -> list[Callable | None]:
     """One callable ``fn(images, value, generator)`` per condition (None for clean), resolved once per run.
 
-    Attacks (``Perturbation.needs_encoder``) get the encoder they differentiate through.
+    Attacks (``Perturbation.needs_encoder``) get the encoder they differentiate through; ``options`` (family ->
+    keyword options, ``config.family_options``) are bound too.
     """
     from ..perturb import get_perturbation
 
+    options = options or {}
     bound: list[Callable | None] = []
     for cond in conds:
         if cond.is_clean:
             bound.append(None)
             continue
         p = get_perturbation(cond.family)
+        kw = dict(options.get(cond.family, {}))
         if p.needs_encoder:
-            p = dataclasses.replace(p, fn=functools.partial(p.fn, encoder=encoder))
+            kw["encoder"] = encoder
+        if kw:
+            p = dataclasses.replace(p, fn=functools.partial(p.fn, **kw))
         bound.append(p)
     return bound
 
@@ -156,7 +161,7 @@ def run_embed(stage_cfg: dict, dataset_dir: Path, out_path: Path, progress: bool
         ds_name, model_name, len(layout.image_ids), len(conds), len(pending), layout.n_chunks, device,
     )
 
-    perturbations = bind_perturbations(conds, encoder)
+    perturbations = bind_perturbations(conds, encoder, family_options(stage_cfg))
     size = layout.attrs["image_size"]
     dataset = ImageDataset(index, dataset_dir, size)
     batch = emb_cfg["batch_size"]

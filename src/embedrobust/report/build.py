@@ -18,7 +18,7 @@ import yaml  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
 from .. import stages  # noqa: E402
-from ..config import all_models, families, finetune_runs  # noqa: E402
+from ..config import all_models, families, family_options, finetune_runs  # noqa: E402
 
 PAGE = (8.27, 11.69)  # A4 portrait, inches
 LINES_PER_PAGE = 70
@@ -190,9 +190,11 @@ def build_report(cfg: dict, root: Path, out: Path) -> Path:
         _text_pages(pdf, "Robustness metrics: definitions", METRIC_DEFINITIONS)
         from ..perturb import get_perturbation
 
+        opts = family_options(config)
         _text_pages(pdf, "Perturbations", "\n".join(
             f"{name}\n  parameter: {p.param}\n  values: {', '.join(f'{v:g}' for v in values)}\n"
-            f"  {p.description}\n  reference: {p.reference}\n"
+            + (f"  options: {json.dumps(opts[name], sort_keys=True)}\n" if name in opts else "")
+            + f"  {p.description}\n  reference: {p.reference}\n"
             for name, values in families(config).items() for p in [get_perturbation(name)]))
         summary = (rob.groupby(["dataset", "model", "family"], sort=True)[["divergence_radius", "cosine", "euclidean"]]
                    .mean().reset_index())
