@@ -1,6 +1,6 @@
 """Time every ImageNet-C corruption per 224 px image: ours (batched torch) against imagecorruptions 1.1.2.
 
-    .venv/bin/python benchmarks/bench_perturb.py [--batch 16] [--threads 1] [--severity 3]
+    .venv/bin/python benchmarks/bench_perturb.py [--batch 16] [--threads 1] [--severity 3] [--only a,b]
 
 The reference runs in the refs venv (/work/main/.refs-venv, see tests/perturb/make_reference.py) in a
 subprocess, patched the same way as there. Both sides use the same number of threads. Prints per corruption
@@ -113,12 +113,21 @@ def main() -> None:
     ap.add_argument("--severity", type=int, default=3)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--ref-images", type=int, default=6)
+    ap.add_argument("--only", default="", help="comma-separated corruptions to time (default: all 19); the grid "
+                    "totals are printed only for the whole grid")
+    ap.add_argument("--no-ref", action="store_true", help="time ours only (skip the reference)")
     args = ap.parse_args()
+    names = NAMES
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(NAMES))
+        if unknown:
+            ap.error(f"unknown corruption(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
     torch.set_num_threads(args.threads)
     ours_run = _ours_timer(args.batch, args.reps)
-    ref_run, proc = _ref_timer(args.threads) if REFS_PY.exists() else (None, None)
+    ref_run, proc = _ref_timer(args.threads) if REFS_PY.exists() and not args.no_ref else (None, None)
     ours, ref = {}, {}
-    for name in NAMES:
+    for name in names:
         ours[name] = ours_run(name, args.severity)
         if ref_run is not None:
             ref[name] = ref_run(name, args.severity, 1 if name == "glass_blur" else args.ref_images)
@@ -126,12 +135,12 @@ def main() -> None:
         proc.stdin.close()
         proc.wait()
     print(f"224 px, severity {args.severity}, threads {args.threads}, ours batch {args.batch} (best of {args.reps}),"
-          f" reference imagecorruptions 1.1.2 ({'found' if ref else 'missing: ' + str(REFS_PY)})")
+          f" reference imagecorruptions 1.1.2 ({'found' if ref else 'skipped' if args.no_ref else 'missing: ' + str(REFS_PY)})")
     print(f"{'corruption':<18} {'ours ms/img':>12} {'ref ms/img':>11} {'speed-up':>9}")
-    for n in NAMES:
+    for n in names:
         r = ref.get(n, float("nan"))
         print(f"{n:<18} {ours[n]:>12.2f} {r:>11.2f} {r / ours[n]:>8.1f}x")
-    if ref:
+    if ref and names == NAMES:
         def total(names):
             return sum(ours[n] for n in names), sum(ref[n] for n in names)
 

@@ -4,6 +4,7 @@
     /work/main/.refs-venv/bin/pip install imagecorruptions==1.1.2 --no-deps
     /work/main/.refs-venv/bin/pip install numpy scipy scikit-image opencv-python-headless Pillow
     /work/main/.refs-venv/bin/python tests/perturb/make_reference.py
+    /work/main/.refs-venv/bin/python tests/perturb/make_reference.py --cifar   # reference_cifar.npz
 
 The reference is imagecorruptions 1.1.2 (bethgelab), patched at runtime for a current stack: ``np.float_`` is
 gone in NumPy 2, ``skimage.filters.gaussian(multichannel=True)`` became ``channel_axis=-1``, and
@@ -16,7 +17,8 @@ libraries (OpenCV, scikit-image, SciPy) so that ours can be checked against it.
 
 Writes tests/perturb/reference.npz: inputs (uint8 (K, 96, 96, 3) photographs from scikit-image), outputs
 rounded to uint8 per (corruption, severity, image), and for the noise corruptions statistics of the
-difference image over several seeds.
+difference image over several seeds. With ``--cifar``, writes tests/perturb/reference_cifar.npz instead:
+CIFAR-10-C's deterministic corruptions (make_cifar_c.py's severity tables, 32 px inputs).
 """
 
 from __future__ import annotations
@@ -141,5 +143,82 @@ def main() -> None:
     print(f"wrote {OUT} ({OUT.stat().st_size / 1e6:.2f} MB, {len(arrays)} arrays)")
 
 
+# --- CIFAR-10-C (hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py), deterministic families ----------
+# Written out from make_cifar_c.py (its module runs the whole dataset on import, so it cannot be imported).
+OUT_CIFAR = Path(__file__).with_name("reference_cifar.npz")
+
+
+def _disk(radius, alias_blur=0.1, dtype=np.float32):
+    if radius <= 8:
+        L, ksize = np.arange(-8, 8 + 1), (3, 3)
+    else:
+        L, ksize = np.arange(-radius, radius + 1), (5, 5)
+    X, Y = np.meshgrid(L, L)
+    d = np.array((X**2 + Y**2) <= radius**2, dtype=dtype)
+    d /= np.sum(d)
+    return cv2.GaussianBlur(d, ksize=ksize, sigmaX=alias_blur)
+
+
+def _clipped_zoom(img, z):
+    from scipy.ndimage import zoom as scizoom
+
+    h = img.shape[0]
+    ch = int(np.ceil(h / z))
+    top = (h - ch) // 2
+    img = scizoom(img[top : top + ch, top : top + ch], (z, z, 1), order=1)
+    t = (img.shape[0] - h) // 2
+    return img[t : t + h, t : t + h]
+
+
+def _hsv_edit(x, channel, fn):
+    from skimage import color
+
+    x = color.rgb2hsv(np.array(x) / 255.0)
+    x[:, :, channel] = fn(x[:, :, channel])
+    return np.clip(color.hsv2rgb(x), 0, 1) * 255
+
+
+CIFAR_C = {
+    "gaussian_blur": lambda x, s: np.clip(_gaussian(np.array(x) / 255.0, sigma=[0.4, 0.6, 0.7, 0.8, 1][s - 1],
+                                                    channel_axis=-1), 0, 1) * 255,
+    "defocus_blur": lambda x, s: np.clip(np.array([
+        cv2.filter2D(np.array(x)[:, :, d] / 255.0, -1,
+                     _disk(*[(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)][s - 1])) for d in range(3)
+    ]).transpose((1, 2, 0)), 0, 1) * 255,
+    "zoom_blur": lambda x, s: np.clip(sum(
+        (_clipped_zoom((np.array(x) / 255.0).astype(np.float32), z) for z in np.arange(1, [1.06, 1.11, 1.16, 1.21, 1.26][s - 1], 0.01)),
+        (np.array(x) / 255.0).astype(np.float32)) / (len(np.arange(1, [1.06, 1.11, 1.16, 1.21, 1.26][s - 1], 0.01)) + 1), 0, 1) * 255,
+    "contrast": lambda x, s: np.clip((np.array(x) / 255.0 - np.mean(np.array(x) / 255.0, axis=(0, 1), keepdims=True))
+                                     * [0.75, 0.5, 0.4, 0.3, 0.15][s - 1]
+                                     + np.mean(np.array(x) / 255.0, axis=(0, 1), keepdims=True), 0, 1) * 255,
+    "brightness": lambda x, s: _hsv_edit(x, 2, lambda v: np.clip(v + [0.05, 0.1, 0.15, 0.2, 0.3][s - 1], 0, 1)),
+    "saturate": lambda x, s: _hsv_edit(x, 1, lambda v: np.clip(
+        v * [0.3, 0.1, 1.5, 2, 2.5][s - 1] + [0, 0, 0, 0.1, 0.2][s - 1], 0, 1)),
+    "jpeg_compression": lambda x, s: _jpeg(x, [80, 65, 58, 50, 40][s - 1]),
+    "pixelate": lambda x, s: np.asarray(x.resize((int(32 * [0.95, 0.9, 0.85, 0.75, 0.65][s - 1]),) * 2, Image.BOX)
+                                        .resize((32, 32), Image.BOX), dtype=np.float64),
+}
+
+
+def _jpeg(x, q):
+    from io import BytesIO
+
+    buf = BytesIO()
+    x.save(buf, "JPEG", quality=q)
+    return np.asarray(Image.open(buf), dtype=np.float64)
+
+
+def main_cifar() -> None:
+    imgs = np.stack([np.asarray(Image.fromarray(im).resize((32, 32), Image.LANCZOS)) for im in photographs()[:2]])
+    arrays: dict[str, np.ndarray] = {"inputs": imgs}
+    for name, fn in CIFAR_C.items():
+        for s in range(1, 6):
+            for i in range(len(imgs)):
+                out = np.asarray(fn(Image.fromarray(imgs[i]), s), dtype=np.float64)
+                arrays[f"{name}/{s}/{i}"] = np.clip(np.round(out), 0, 255).astype(np.uint8)
+    np.savez_compressed(OUT_CIFAR, **arrays)
+    print(f"wrote {OUT_CIFAR} ({OUT_CIFAR.stat().st_size / 1e6:.2f} MB, {len(arrays)} arrays)")
+
+
 if __name__ == "__main__":
-    main()
+    main_cifar() if "--cifar" in sys.argv else main()

@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 from embedrobust.errors import EmbedRobustError, UnknownNameError
 from embedrobust.perturb import (
     PRESETS,
+    TABLES,
     combined,
     describe_registry,
     get_perturbation,
     interp_params,
     list_perturbations,
     scaled,
+    with_table,
 )
 from embedrobust.perturb import blur, weather
 
@@ -226,3 +228,120 @@ def test_plasma_fractal_is_normalised_and_seeded():
 def test_frost_textures_ship_with_the_package():
     t = weather._frost_asset(0)
     assert t.shape[0] == 3 and t.shape[1] * 2 == 600 and 0.0 <= float(t.min()) <= float(t.max()) <= 1.0
+
+
+# --- fast paths: each must equal (or be exact in distribution like) the plain computation ----------------------
+
+
+def test_glass_copy_small_int_offsets_equal_int64_offsets_on_large_images():
+    # int8 draws (the fast path) with bounds far outside the int8 range: same result as int64 draws
+    g = torch.Generator().manual_seed(3)
+    q = torch.randint(0, 256, (2, 3, 150, 170), generator=g).float()
+    off = torch.randint(-3, 3, (2, 2, 150 - 6, 170 - 6, 2), generator=g)
+    assert torch.equal(blur.glass_copy(q, off.to(torch.int8), 3), blur.glass_copy(q, off, 3))
+
+
+@pytest.mark.parametrize("x0,c", [(37 / 255, 60.0), (0.123456, 12.0), (1.0, 3.0), (0.5 + 0.3 / 255, 500.0), (0.7, 0.7)])
+def test_poisson_sampler_is_poisson(x0, c):
+    from scipy import stats
+
+    from embedrobust.perturb import noise
+
+    x = torch.full((400_000,), x0)
+    k = noise.poisson_scaled(x, c, torch.Generator().manual_seed(0)).long()
+    lam = float(torch.tensor(x0)) * c
+    counts = torch.bincount(k).double().numpy()
+    pmf = stats.poisson.pmf(np.arange(len(counts)), lam) * k.numel()
+    keep = pmf > 5
+    chi2 = float((((counts - pmf) ** 2 / pmf)[keep]).sum())
+    assert stats.chi2.sf(chi2, int(keep.sum()) - 1) > 1e-4
+    assert abs(float(k.double().mean()) - lam) < 5 * math.sqrt(lam / k.numel()) + 1e-9
+
+
+def test_poisson_sampler_falls_back_outside_its_tables():
+    from embedrobust.perturb import noise
+
+    x = torch.tensor([0.5, 1.5])  # a value above 1: torch.poisson
+    k = noise.poisson_scaled(x, 2000.0, torch.Generator().manual_seed(0))
+    assert k.shape == x.shape and float(k[1]) > float(k[0]) > 0
+
+
+def test_distance_transform_is_exact_and_capped():
+    g = torch.Generator().manual_seed(0)
+    edges = torch.rand(2, 1, 40, 50, generator=g) < 0.01
+    d = weather.distance_to(edges, cap=20)
+    ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(50.0), indexing="ij")
+    for b in range(2):
+        pts = edges[b, 0].nonzero().float()
+        want = torch.cdist(torch.stack([ys, xs], -1).view(-1, 2), pts).amin(1).view(40, 50).clamp(max=20.0)
+        assert torch.allclose(d[b, 0], want, atol=1e-5)
+
+
+def test_pil_box_upscale_fast_path_equals_the_weight_matrices():
+    from embedrobust.perturb import _ops
+
+    g = torch.Generator().manual_seed(0)
+    small = torch.randint(0, 256, (1, 3, 67, 89), generator=g).float()
+    fast = _ops.pil_box_resize(small, 224, 224)
+    slow = torch.matmul(_ops.pil_box_matrix(67, 224).float(), torch.matmul(small, _ops.pil_box_matrix(89, 224).float().T))
+    assert torch.equal(fast, slow)
+
+
+@pytest.mark.parametrize("name", ["glass_blur", "motion_blur", "snow", "spatter", "elastic_transform", "zoom_blur",
+                                  "saturate"])
+def test_chunked_processing_equals_whole_batch(name, monkeypatch):
+    from embedrobust.perturb import _ops
+
+    x = _img(5, 40)
+    p = get_perturbation(name)
+    whole = p(x, 3.0, torch.Generator().manual_seed(4))
+    monkeypatch.setattr(_ops, "_IMAGE_CHUNK_BYTES", 2 * x[0].numel() * x.element_size())  # two images a chunk
+    assert torch.allclose(p(x, 3.0, torch.Generator().manual_seed(4)), whole, atol=1e-6)
+
+
+def test_channels_last_input_gives_the_same_output():
+    x = _img(2, 32)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    for name in ["gaussian_blur", "spatter", "pixelate"]:
+        p = get_perturbation(name)
+        assert torch.equal(p(x, _mid(p), torch.Generator().manual_seed(0)), p(xc, _mid(p), torch.Generator().manual_seed(0)))
+
+
+# --- CIFAR-10-C severity tables ---------------------------------------------------------------------------------
+
+CIFAR = sorted(TABLES["cifar10-c"])
+
+
+def test_cifar10_c_table_covers_the_verified_families():
+    assert len(CIFAR) == 18 and "frost" not in CIFAR  # frost's textures are rescaled differently there
+    assert with_table("shot_noise", "cifar10-c").severities == (500, 250, 100, 75, 50)
+    assert with_table("jpeg_compression", "cifar10-c").levels([1, 5]) == [80.0, 40.0]
+    assert blur.glass_params(3.0, table="cifar10-c") == (0.4, 1, 1)
+    assert np.array_equal(blur.zoom_factors(1.0, table="cifar10-c"), np.arange(1, 1.06, 0.01))  # as make_cifar_c
+    assert with_table("gaussian_blur", "cifar10-c").scale == 1.0
+    assert with_table("glass_blur", "imagenet-c") is get_perturbation("glass_blur")
+
+
+def test_unknown_table_or_family_without_one_is_a_user_error():
+    with pytest.raises(EmbedRobustError, match="cifar10-c"):
+        with_table("frost", "cifar10-c")
+    with pytest.raises(EmbedRobustError, match="no 'tiny' severity table"):
+        with_table("fog", "tiny")
+
+
+@pytest.mark.parametrize("name", CIFAR)
+def test_cifar10_c_variants_keep_shape_range_and_seed(name):
+    p = with_table(name, "cifar10-c")
+    x = _img(2, 32)
+    for s in (1, 3, 5):
+        v = float(s) if p.unit == "severity" else p.severities[s - 1]
+        a = p(x, v, torch.Generator().manual_seed(1))
+        assert a.shape == x.shape and float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+        assert torch.equal(a, p(x, v, torch.Generator().manual_seed(1)))
+
+
+def test_cifar10_c_severities_differ_from_imagenet_c_where_the_tables_do():
+    x = _img(1, 32)
+    a = with_table("glass_blur", "cifar10-c")(x, 3.0, torch.Generator().manual_seed(0))
+    b = scaled("glass_blur", 32)(x, 3.0, torch.Generator().manual_seed(0))
+    assert not torch.equal(a, b)

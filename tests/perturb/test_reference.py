@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance
 
-from embedrobust.perturb import blur, geometric, get_perturbation, weather
+from embedrobust.perturb import blur, geometric, get_perturbation, weather, with_table
 
 
 
@@ -172,3 +172,16 @@ def test_sharpness_matches_pillow(ref, f):
 def test_shot_noise_severity_values_are_imagenet_c():
     assert get_perturbation("shot_noise").severities == (60, 25, 12, 5, 3)
     assert math.isinf(get_perturbation("shot_noise").identity)
+
+
+@pytest.mark.parametrize("name", ["gaussian_blur", "defocus_blur", "zoom_blur", "contrast", "brightness", "saturate",
+                                  "jpeg_compression", "pixelate"])
+@pytest.mark.parametrize("s", SEVERITIES)
+def test_cifar10_c_table_matches_make_cifar_c(ref_cifar, name, s):
+    # CIFAR-10-C's own severity tables on 32 px images (tests/perturb/make_reference.py --cifar)
+    p = with_table(name, "cifar10-c")
+    for i in range(2):
+        x = as_batch(ref_cifar["inputs"][i])
+        v = float(s) if p.unit == "severity" else p.severities[s - 1]
+        ours = as_levels(p(x, v))
+        assert np.abs(ours - ref_cifar[f"{name}/{s}/{i}"]).max() <= 0.55

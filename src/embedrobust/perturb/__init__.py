@@ -3,13 +3,15 @@
 Importing the package registers every family (one module per kind of operation): the 19 ImageNet-C
 corruptions and the editing operations webp, rescale, crop_resize, rotate, sharpness, gamma and hue.
 ``presets.PRESETS`` names sets of families; ``combined("a", "b")`` (or the name ``"a+b"``) chains them;
-``scaled(name, image_size)`` adapts pixel-unit parameters to small images such as CIFAR. ``embed_attack``
+``scaled(name, image_size)`` adapts pixel-unit parameters to small images such as CIFAR;
+``with_table(name, "cifar10-c")`` swaps in CIFAR-10-C's own severity table (``TABLES``). ``embed_attack``
 (embedrobust.attack) is a family too: its levels are L-inf budgets and it needs the encoder it attacks.
 """
 
 from . import blur, codec, geometric, noise, photometric, weather  # noqa: F401  (registration side effects)
 from .presets import PRESETS, combined, preset
 from .registry import (  # noqa: I001  (registry before the attack family, which registers into it)
+    TABLES,
     Perturbation,
     PerturbationValueError,
     describe_registry,
@@ -19,11 +21,13 @@ from .registry import (  # noqa: I001  (registry before the attack family, which
     register,
     scaled,
     spatial_scale,
+    with_table,
 )
 from ..attack import family as _attack_family  # noqa: E402,F401  (registers embed_attack, an adversarial family)
 
 __all__ = [
     "PRESETS",
+    "TABLES",
     "Perturbation",
     "PerturbationValueError",
     "combined",
@@ -35,4 +39,5 @@ __all__ = [
     "register",
     "scaled",
     "spatial_scale",
+    "with_table",
 ]

@@ -10,6 +10,37 @@ import functools
 import math
 
 import torch
+import torch.nn.functional as F
+
+_IMAGE_CHUNK_BYTES = 3 << 19  # 1.5 MiB of input per chunk: two 224 px float32 images, ~128 CIFAR images
+
+
+def image_chunk(images: torch.Tensor) -> int:
+    """How many images of ``images`` (N, C, H, W) to process at once on the CPU: whole-batch temporaries of
+    many MB miss the caches and, freed and reallocated call after call, cost a page fault per 4 KiB; a chunk
+    of ~1.5 MB of input keeps them cache-resident and reused. The whole batch on other devices."""
+    if images.device.type != "cpu":
+        return max(images.shape[0], 1)
+    per_image = max(1, images[0].numel() * images.element_size()) if images.shape[0] else 1
+    return max(1, _IMAGE_CHUNK_BYTES // per_image)
+
+
+def map_images(fn, images: torch.Tensor, *per_image, step: int | None = None) -> torch.Tensor:
+    """``fn(images[i:j], *[a[i:j] for a in per_image])`` over chunks of ``image_chunk`` images, concatenated.
+
+    For functions that treat each image independently (given its draws in ``per_image``), so the output is
+    the same as one call on the whole batch."""
+    n = images.shape[0]
+    step = step or image_chunk(images)
+    if n <= step:
+        return fn(images, *per_image)
+    out = None
+    for i in range(0, n, step):
+        y = fn(images[i : i + step], *(a[i : i + step] for a in per_image))
+        if out is None:
+            out = torch.empty((n, *y.shape[1:]), dtype=y.dtype, device=y.device)
+        out[i : i + step] = y
+    return out
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -70,8 +101,11 @@ def apply_separable(x: torch.Tensor, mh: torch.Tensor, mw: torch.Tensor) -> torc
 def pad_index(x: torch.Tensor, r: int, dim: int, mode: str) -> torch.Tensor:
     """Pad ``x`` by ``r`` on both sides of ``dim`` under a boundary mode (any r, even wider than the axis)."""
     n = x.shape[dim]
+    if r <= 0:
+        return x
     idx = boundary_index(torch.arange(-r, n + r, device=x.device), n, mode)
-    return x.index_select(dim, idx)
+    # the two margins gathered, the body copied by cat: index_select along the last axis is ~10x slower on CPU
+    return torch.cat([x.index_select(dim, idx[:r]), x, x.index_select(dim, idx[n + r :])], dim)
 
 
 def _correlate_axis(x: torch.Tensor, k: torch.Tensor, dim: int, mode: str) -> torch.Tensor:
@@ -137,7 +171,18 @@ def gaussian_blur(x: torch.Tensor, sigma: float, mode: str = "nearest", truncate
     h, w = x.shape[-2:]
     if k.numel() > 65:  # wide kernels (elastic transform): two dense matmuls beat a 1000-tap convolution
         return apply_separable(x, filter_matrix(h, k, mode), filter_matrix(w, k, mode))
-    return correlate_separable(x, k, k, mode)
+    # A tap is one pass over memory: in cache-sized chunks of planes (~2.5 MB) the passes stay in cache
+    planes = x.reshape(-1, h, w)
+    step = max(1, _CHUNK_BYTES // max(1, h * w * x.element_size()))
+    if planes.shape[0] <= step or x.device.type != "cpu":
+        return correlate_separable(x, k, k, mode)
+    out = torch.empty_like(planes)
+    for i in range(0, planes.shape[0], step):
+        out[i : i + step] = correlate_separable(planes[i : i + step], k, k, mode)
+    return out.view(x.shape)
+
+
+_CHUNK_BYTES = 5 << 19  # 2.5 MiB
 
 
 def zoom_coords(n: int, z: float, keep: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -158,6 +203,19 @@ def zoom_coords(n: int, z: float, keep: int | None = None) -> tuple[torch.Tensor
     i0 = f.long()
     i1 = (i0 + 1).clamp(max=ch - 1)
     return top + i0, top + i1, t
+
+
+@functools.lru_cache(maxsize=64)
+def zoom_matrix(n: int, z: float, keep: int | None = None) -> tuple[torch.Tensor, int]:
+    """``zoom_coords`` as a matrix: (m, k) float64 weights over input samples [lo, lo + k) and lo, so that
+    ``zoom_matrix(...)[0] @ x[lo : lo + k]`` is the zoomed axis (only the crop's samples enter)."""
+    i0, i1, t = zoom_coords(n, z, keep)
+    lo, hi = int(i0.min()), int(i1.max()) + 1
+    m = torch.zeros(i0.numel(), hi - lo, dtype=torch.float64)
+    rows = torch.arange(i0.numel())
+    m.index_put_((rows, i0 - lo), 1.0 - t, accumulate=True)
+    m.index_put_((rows, i1 - lo), t, accumulate=True)
+    return m, lo
 
 
 def interp_axis(x: torch.Tensor, dim: int, i0: torch.Tensor, i1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -189,20 +247,37 @@ def pil_box_matrix(n_in: int, n_out: int) -> torch.Tensor:
     return m
 
 
+@functools.lru_cache(maxsize=64)
+def _pil_box_is_nearest(n_in: int, n_out: int) -> bool:
+    """Whether Pillow's BOX resampling from n_in to n_out picks single pixels (upscaling) exactly as
+    torch's ``nearest-exact`` interpolation does."""
+    m = pil_box_matrix(n_in, n_out)
+    if not bool(((m > 0).sum(1) == 1).all()):
+        return False
+    pil = m.argmax(1)
+    src = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)
+    ours = F.interpolate(src, size=n_out, mode="nearest-exact").view(-1).long()
+    return bool(torch.equal(pil, ours))
+
+
 def pil_box_resize(u8: torch.Tensor, out_h: int, out_w: int) -> torch.Tensor:
-    """Pillow ``Image.resize(..., BOX)`` on uint8 (N, C, H, W): horizontal pass, round to uint8, vertical pass.
+    """Pillow ``Image.resize(..., BOX)`` on 8-bit values (N, C, H, W) (uint8, or integer-valued float):
+    horizontal pass, round to uint8, vertical pass.
 
     Returns float32 values in 0..255 (integers). Pillow's 22-bit fixed-point weights can differ from these
-    float weights by one level on exact .5 ties.
+    float weights by one level on exact .5 ties. Upscaling (each output pixel's box holds one input pixel) is
+    a pixel selection: done as torch's nearest-exact interpolation where that selects the same pixels.
     """
     x = u8.to(torch.float32)  # integers times weights: float32 keeps exact .5 ties where Pillow has them
     h, w = x.shape[-2:]
+    if out_h >= h and out_w >= w and _pil_box_is_nearest(w, out_w) and _pil_box_is_nearest(h, out_h):
+        return F.interpolate(x, size=(out_h, out_w), mode="nearest-exact")
     if out_w != w:
         x = torch.matmul(x, pil_box_matrix(w, out_w).to(x).T)
-        x = torch.floor(x + 0.5).clamp(0, 255)
+        x = torch.floor_(x.add_(0.5)).clamp_(0, 255)
     if out_h != h:
         x = torch.matmul(pil_box_matrix(h, out_h).to(x), x)
-        x = torch.floor(x + 0.5).clamp(0, 255)
+        x = torch.floor_(x.add_(0.5)).clamp_(0, 255)
     return x
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _ops
-from .registry import interp_params, register
+from .registry import add_table, interp_params, register, table_rows
 
 _SEVERITY = "severity in [0, 5] (0 = identity; integers = ImageNet-C's parameter tuples)"
 
@@ -42,6 +43,7 @@ def gaussian_blur(images: torch.Tensor, value: float, generator: torch.Generator
 
 # --- defocus blur -------------------------------------------------------------------------------------------
 DEFOCUS = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))  # (disk radius px, anti-alias sigma)
+add_table("cifar10-c", "defocus_blur", ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)))
 
 
 def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
@@ -79,8 +81,9 @@ def defocus_core(images: torch.Tensor, radius: float, alias_blur: float) -> torc
     unit="severity",
     spatial=True,
 )
-def defocus_blur(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
-    radius, alias = interp_params(DEFOCUS, (0.0, 0.0), value)
+def defocus_blur(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0,
+                 table: str = "imagenet-c") -> torch.Tensor:
+    radius, alias = interp_params(table_rows("defocus_blur", table, DEFOCUS), (0.0, 0.0), value)
     # alias_blur is a sub-pixel anti-aliasing sigma, not a size: it is not scaled, so that small images keep a
     # mild blur where the scaled disk shrinks below one pixel (as CIFAR-10-C's (0.4, 0.5) at severity 2)
     return defocus_core(images, radius * scale, alias)
@@ -88,6 +91,7 @@ def defocus_blur(images: torch.Tensor, value: float, generator: torch.Generator,
 
 # --- glass blur ---------------------------------------------------------------------------------------------
 GLASS = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))  # (sigma, max_delta, iterations)
+add_table("cifar10-c", "glass_blur", ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)))
 
 
 def glass_copy(q: torch.Tensor, offsets: torch.Tensor, delta: int) -> torch.Tensor:
@@ -105,32 +109,49 @@ def glass_copy(q: torch.Tensor, offsets: torch.Tensor, delta: int) -> torch.Tens
         delta: max_delta d.
     """
     n, c, h, w = q.shape
+    d = delta
     hw = h * w
     dev = q.device
-    flat = q.reshape(n, c, hw)
-    rows = torch.arange(h - delta, delta, -1, device=dev)
-    cols = torch.arange(w - delta, delta, -1, device=dev)
-    hh, ww = rows[:, None], cols[None, :]
-    p = (hh * w + ww).reshape(-1)  # visited positions, in visiting order
-    base = torch.arange(hw, device=dev).expand(n, hw)
-    total = base  # composition of the iterations' read maps: one value gather at the end
-    for it in range(offsets.shape[1]):
-        dx, dy = offsets[:, it, ..., 0], offsets[:, it, ..., 1]
-        hp, wp = hh + dy, ww + dx
-        src = (hp * w + wp).reshape(n, -1)
-        visited = ((hp > delta) & (hp <= h - delta) & (wp > delta) & (wp <= w - delta)).reshape(n, -1)
-        linked = visited & (src > p)
-        jump = base.clone()
-        jump[:, p] = torch.where(linked, src, p.expand(n, -1))
-        source = base.clone()
-        source[:, p] = src
-        while True:
-            nxt = torch.gather(jump, 1, jump)
-            if torch.equal(nxt, jump):
+    if offsets.shape[1] == 0 or h <= 2 * d or w <= 2 * d:
+        return q.clone()
+    # Raster order over the visited rectangle rows/cols d+1 .. size-d: the offsets come in visiting (descending)
+    # order, so flip them; "visited earlier" is then "larger raster index".
+    off = offsets.flip(2, 3)
+    rows = torch.arange(d + 1, h - d + 1, device=dev, dtype=torch.int32)
+    cols = torch.arange(d + 1, w - d + 1, device=dev, dtype=torch.int32)
+    p = rows[:, None] * w + cols[None, :]  # (H - 2d, W - 2d) raster index of each visited pixel (int32)
+    # in-region bounds on the offsets themselves (small integers, compared in their own dtype)
+    # (offsets lie in [-d, d): bounds clipped to [-d - 1, d + 1] mean the same and fit the offsets' dtype)
+    def bound(b):
+        return b.clamp(-d - 1, d + 1).to(off.dtype)
+
+    dy_lo, dy_hi = bound(d + 1 - rows)[:, None], bound(h - d - rows)[:, None]
+    dx_lo, dx_hi = bound(d + 1 - cols)[None, :], bound(w - d - cols)[None, :]
+    region = (slice(None), slice(d + 1, h - d + 1), slice(d + 1, w - d + 1))
+    # int64 index maps (N, H, W) of raster indices, allocated once: each pixel's pointer (chain link, then
+    # chain end), a scratch map, each visited pixel's source, and the composition of the iterations' read maps
+    # (one value gather at the end). Outside the visited rectangle all stay the identity.
+    jump = torch.arange(hw, device=dev).view(1, h, w).repeat(n, 1, 1)
+    nxt, source, total = jump.clone(), jump.clone(), jump.clone()
+    for it in range(off.shape[1]):
+        dx, dy = off[:, it, ..., 0], off[:, it, ..., 1]
+        src = (dy.to(torch.int32) * w).add_(dx).add_(p)  # (N, H - 2d, W - 2d) raster index of the source
+        visited = (dy >= dy_lo) & (dy <= dy_hi) & (dx >= dx_lo) & (dx <= dx_hi)
+        linked = visited & ((dy > 0) | ((dy == 0) & (dx > 0)))  # source visited earlier: already overwritten
+        jump[region] = torch.where(linked, src, p)
+        source[region] = src
+        a, b = jump.view(n, hw), nxt.view(n, hw)
+        while True:  # pointer jumping to the end of each chain of links
+            torch.gather(a, 1, a, out=b)
+            if torch.equal(a, b):
                 break
-            jump = nxt
-        final = torch.gather(source, 1, jump)
-        total = torch.gather(total, 1, final)
+            a, b = b, a
+        # each pixel reads its chain end's source, composed with the earlier iterations' reads
+        torch.gather(source.view(n, hw), 1, a, out=b)
+        torch.gather(total.view(n, hw), 1, b, out=a)
+        total, jump, nxt = a.view(n, h, w), b.view(n, h, w), total
+    total = total.reshape(n, hw)
+    flat = q.reshape(n, c, hw)
     return torch.gather(flat, 2, total[:, None, :].expand(n, c, hw)).reshape(n, c, h, w)
 
 
@@ -139,16 +160,24 @@ def glass_core(images: torch.Tensor, sigma: float, delta: int, offsets: torch.Te
     inside, as the reference."""
     if sigma <= 0 and (delta == 0 or offsets.shape[1] == 0):
         return images.clone()
-    x = images.to(torch.float64)
-    q = torch.floor(_ops.gaussian_blur(x, sigma) * 255.0)
+    n, c, h, w = images.shape
+    # First blur in float64, a cache-sized group of planes at a time; the truncated levels are integers
+    # 0..255, which float32 holds exactly (half the bytes to shuffle).
+    planes = images.reshape(n * c, h, w)
+    q = torch.empty((n * c, h, w), dtype=torch.float32, device=images.device)
+    step = max(1, _ops._CHUNK_BYTES // (8 * h * w))
+    for i in range(0, n * c, step):
+        q[i : i + step] = _ops.gaussian_blur(planes[i : i + step].to(torch.float64), sigma).mul_(255.0).floor_()
+    q = q.view(n, c, h, w)
     if delta > 0:
         q = glass_copy(q, offsets, delta)
     # the second blur needs no float64: nothing is truncated after it
-    return _ops.gaussian_blur((q / 255.0).to(images.dtype), sigma).clamp(0.0, 1.0)
+    return _ops.gaussian_blur(q.div_(255.0).to(images.dtype), sigma).clamp_(0.0, 1.0)
 
 
-def glass_params(value: float, scale: float = 1.0) -> tuple[float, int, int]:
-    sigma, delta, iters = interp_params(GLASS, (0.0, 0.0, 0.0), value, integer=(False, True, True))
+def glass_params(value: float, scale: float = 1.0, table: str = "imagenet-c") -> tuple[float, int, int]:
+    rows = table_rows("glass_blur", table, GLASS)
+    sigma, delta, iters = interp_params(rows, (0.0, 0.0, 0.0), value, integer=(False, True, True))
     if delta > 0 and scale != 1.0:
         delta = max(1.0, math.floor(delta * scale + 0.5))
     return sigma * scale, int(delta), int(iters)
@@ -167,18 +196,26 @@ def glass_params(value: float, scale: float = 1.0) -> tuple[float, int, int]:
     unit="severity",
     spatial=True,
 )
-def glass_blur(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
-    sigma, delta, iters = glass_params(value, scale)
+def glass_blur(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0,
+               table: str = "imagenet-c") -> torch.Tensor:
+    sigma, delta, iters = glass_params(value, scale, table)
     n, _, h, w = images.shape
     if delta > 0 and (h <= 2 * delta or w <= 2 * delta):
         delta = 0
     size = (n, iters, max(h - 2 * delta, 0), max(w - 2 * delta, 0), 2)
-    offsets = torch.randint(-max(delta, 1), max(delta, 1), size, generator=generator, device=images.device)
-    return glass_core(images, sigma, delta, offsets)
+    # int8 draws are the same numbers as int64 ones (same generator stream), at a third of the cost
+    small = torch.int8 if delta < 100 else torch.int64
+    offsets = torch.randint(-max(delta, 1), max(delta, 1), size, generator=generator, device=images.device,
+                            dtype=small)
+    return _ops.map_images(lambda x, o: glass_core(x, sigma, delta, o), images, offsets)
 
 
 # --- motion blur --------------------------------------------------------------------------------------------
 MOTION = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))  # (radius px, sigma px)
+add_table("cifar10-c", "motion_blur", ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)))
+
+
+_MOTION_DIRECT_TAPS = 64  # streaks up to this many taps are summed directly; longer ones by FFT
 
 
 def motion_blur_core(x: torch.Tensor, radius: int, sigma: float, angles: torch.Tensor) -> torch.Tensor:
@@ -208,6 +245,20 @@ def motion_blur_core(x: torch.Tensor, radius: int, sigma: float, angles: torch.T
     cols = (r + dx).clamp(0, 2 * r)
     kern.view(n, -1).scatter_add_(1, rows * (2 * r + 1) + cols, weights)
     xp = _ops.pad_index(_ops.pad_index(x, r, 2, "nearest"), r, 3, "nearest")
+    if width <= _MOTION_DIRECT_TAPS and x.device.type == "cpu":
+        # few taps: sum the shifted copies directly (output (y, x) reads the padded image at (y + r - dy, ...))
+        out = torch.empty_like(x)
+        flat = kern.view(n, -1)
+        for b in range(n):
+            taps = flat[b].nonzero().squeeze(1).tolist()
+            acc = None
+            for t in taps:
+                wt = float(flat[b, t])
+                oy, ox = 2 * r - t // (2 * r + 1), 2 * r - t % (2 * r + 1)
+                sl = xp[b, :, oy : oy + h, ox : ox + w]
+                acc = sl * wt if acc is None else acc.add_(sl, alpha=wt)
+            out[b] = acc if acc is not None else 0.0
+        return out
     ph, pw = _ops.fft_size(xp.shape[-2]), _ops.fft_size(xp.shape[-1])  # zero padding beyond never wraps in
     kf = torch.zeros(n, ph, pw, dtype=x.dtype)
     kf[:, : 2 * r + 1, : 2 * r + 1] = kern.to(x.dtype)
@@ -230,22 +281,41 @@ def motion_blur_core(x: torch.Tensor, radius: int, sigma: float, angles: torch.T
     unit="severity",
     spatial=True,
 )
-def motion_blur(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
-    radius, sigma = interp_params(MOTION, (0.0, 0.0), value, integer=(True, False))
+def motion_blur(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0,
+                table: str = "imagenet-c") -> torch.Tensor:
+    radius, sigma = interp_params(table_rows("motion_blur", table, MOTION), (0.0, 0.0), value, integer=(True, False))
     angles = _ops.rand_uniform((images.shape[0],), -45.0, 45.0, generator, images.device)
     radius = int(math.floor(radius * scale + 0.5))
     if radius == 0 or sigma == 0:
         return images.clone()
-    return motion_blur_core(images, radius, sigma * scale, angles).clamp(0.0, 1.0)
+    return _ops.map_images(lambda x, a: motion_blur_core(x, radius, sigma * scale, a).clamp_(0.0, 1.0), images, angles)
 
 
 # --- zoom blur ----------------------------------------------------------------------------------------------
 ZOOM = ((1.11, 0.01), (1.16, 0.01), (1.21, 0.02), (1.26, 0.02), (1.31, 0.03))  # np.arange(1, stop, step)
+add_table("cifar10-c", "zoom_blur", ((1.06, 0.01), (1.11, 0.01), (1.16, 0.01), (1.21, 0.01), (1.26, 0.01)))
 
 
-def zoom_factors(value: float) -> np.ndarray:
-    stop, step = interp_params(ZOOM, (1.0, 0.01), value)
+def zoom_factors(value: float, table: str = "imagenet-c") -> np.ndarray:
+    stop, step = interp_params(table_rows("zoom_blur", table, ZOOM), (1.0, 0.01), value)
     return np.arange(1, stop, step)
+
+
+@functools.lru_cache(maxsize=32)
+def _zoom_grids(h: int, w: int, factors: tuple[float, ...]) -> tuple[int, torch.Tensor | None]:
+    """(number of identity zooms, grid_sample grids (Z, H, W, 2) float64 of the others, or None)."""
+    grids, identity = [], 0
+    for z in factors:
+        i0, _, t = _ops.zoom_coords(h, z)
+        j0, _, u = _ops.zoom_coords(w, z)
+        gy, gx = i0.double() + t, j0.double() + u
+        if torch.equal(gy, torch.arange(h, dtype=torch.float64)) and torch.equal(gx, torch.arange(w, dtype=torch.float64)):
+            identity += 1  # zoom 1 (np.arange's first factor): the image itself
+            continue
+        gy = gy * (2.0 / max(h - 1, 1)) - 1.0  # normalised for align_corners=True
+        gx = gx * (2.0 / max(w - 1, 1)) - 1.0
+        grids.append(torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), -1))
+    return identity, (torch.stack(grids) if grids else None)
 
 
 def zoom_core(images: torch.Tensor, factors) -> torch.Tensor:
@@ -253,21 +323,17 @@ def zoom_core(images: torch.Tensor, factors) -> torch.Tensor:
     n, c, h, w = images.shape
     if len(factors) == 0:
         return images.clone()
-    # one grid_sample over all factors: exact bilinear taps at ImageNet-C's sample positions
-    gy, gx = [], []
-    for z in factors:
-        i0, _, t = _ops.zoom_coords(h, float(z))
-        gy.append(i0.double() + t)
-        j0, _, u = _ops.zoom_coords(w, float(z))
-        gx.append(j0.double() + u)
-    gy = torch.stack(gy) * (2.0 / max(h - 1, 1)) - 1.0  # (Z, H) normalised, align_corners=True
-    gx = torch.stack(gx) * (2.0 / max(w - 1, 1)) - 1.0
-    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), -1).to(images)  # (Z, H, W, 2)
-    nz = grid.shape[0]
-    src = images.reshape(1, n * c, h, w).expand(nz, n * c, h, w)
-    zoomed = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    acc = images + zoomed.sum(0).reshape(n, c, h, w)
-    return (acc / (nz + 1)).clamp(0.0, 1.0)
+    identity, grids = _zoom_grids(h, w, tuple(float(z) for z in factors))
+    acc = images * float(1 + identity)
+    if grids is not None:
+        grids = grids.to(device=images.device, dtype=images.dtype)
+        src = images.reshape(1, n * c, h, w)
+        # one grid_sample per factor, accumulated: exact bilinear taps at ImageNet-C's sample positions; no
+        # (factors, N, C, H, W) intermediate
+        for k in range(grids.shape[0]):
+            acc += F.grid_sample(src, grids[k : k + 1], mode="bilinear", padding_mode="border",
+                                 align_corners=True).view(n, c, h, w)
+    return acc.div_(len(factors) + 1).clamp_(0.0, 1.0)
 
 
 @register(
@@ -282,5 +348,5 @@ def zoom_core(images: torch.Tensor, factors) -> torch.Tensor:
     tags=("imagenet-c",),
     unit="severity",
 )
-def zoom_blur(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
-    return zoom_core(images, zoom_factors(value))
+def zoom_blur(images: torch.Tensor, value: float, generator: torch.Generator, table: str = "imagenet-c") -> torch.Tensor:
+    return zoom_core(images, zoom_factors(value, table))

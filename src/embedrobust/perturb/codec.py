@@ -32,14 +32,19 @@ def jpeg_compression(images: torch.Tensor, value: float, generator: torch.Genera
 
 def pil_roundtrip(images: torch.Tensor, fmt: str, quality: int) -> torch.Tensor:
     """Encode each image of (N, 3, H, W) with Pillow in ``fmt`` at ``quality`` and decode it back."""
-    u8 = to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
-    out = []
-    for arr in u8:
+    n, _, h, w = images.shape
+    # to_uint8, in place on one temporary (in the input's memory layout); HWC rows for Pillow (no copy when the
+    # batch is channels-last already)
+    u8 = (images.detach().to("cpu", torch.float32) * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+    u8 = u8.permute(0, 2, 3, 1).contiguous().numpy()
+    out = np.empty((n, h, w, 3), dtype=np.uint8)
+    for i in range(n):
         buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, format=fmt, quality=quality)
+        Image.fromarray(u8[i]).save(buf, format=fmt, quality=quality)
         buf.seek(0)
-        out.append(np.asarray(Image.open(buf).convert("RGB")))
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(device=images.device, dtype=images.dtype) / 255.0
+        im = Image.open(buf)
+        out[i] = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(device=images.device, dtype=images.dtype).div_(255.0)
 
 
 @register(

@@ -2,38 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
 from . import _ops
-from .registry import interp_params, register
+from .registry import add_table, interp_params, register, table_rows
 
 # ImageNet-C (hendrycks/robustness make_imagenet_c.py) elastic_transform at 224 px, in units of 244 px (its
 # constant, "should have been 224"): (alpha, sigma, affine jitter). imagecorruptions 1.1.2 replaced this with a
 # milder displacement-only warp; we follow ImageNet-C.
 ELASTIC = ((2, 0.7, 0.1), (2, 0.08, 0.2), (0.05, 0.01, 0.02), (0.07, 0.01, 0.02), (0.12, 0.01, 0.02))
+# CIFAR-10-C (make_cifar_c.py: IMSIZE * (alpha, sigma, affine) with IMSIZE = 32), stored in the same units of
+# 244 px so that one formula serves both: pixels = row * 244 * scale (scale 1 for the 32 px table)
+add_table("cifar10-c", "elastic_transform", tuple(tuple(32 * v / 244.0 for v in r) for r in (
+    (0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))))
 
 
-def _bilinear(images: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, mode: str) -> torch.Tensor:
-    """Sample (N, C, H, W) at float pixel coordinates ys, xs (N, H, W); taps outside mapped by ``mode``."""
-    n, c, h, w = images.shape
-    y0 = torch.floor(ys)
-    x0 = torch.floor(xs)
-    ty, tx = (ys - y0).to(images.dtype), (xs - x0).to(images.dtype)
-    y0, x0 = y0.long(), x0.long()
-    flat = images.reshape(n, c, h * w)
-    ya, yb = _ops.boundary_index(y0, h, mode) * w, _ops.boundary_index(y0 + 1, h, mode) * w
-    xa, xb = _ops.boundary_index(x0, w, mode), _ops.boundary_index(x0 + 1, w, mode)
-
-    def tap(yy, xx):
-        return torch.gather(flat, 2, (yy + xx).reshape(n, 1, -1).expand(n, c, -1)).reshape(n, c, h, w)
-
-    tx, ty = tx[:, None], ty[:, None]
-    top = torch.lerp(tap(ya, xa), tap(ya, xb), tx)
-    bot = torch.lerp(tap(yb, xa), tap(yb, xb), tx)
-    return torch.lerp(top, bot, ty)
+@functools.lru_cache(maxsize=8)
+def _identity_grid(h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """grid_sample's identity grid (1, H, W, 2) for align_corners=False (read only)."""
+    eye = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], dtype=dtype, device=device)
+    return F.affine_grid(eye, [1, 3, h, w], align_corners=False)
 
 
 def elastic_core(images: torch.Tensor, params, jitter: torch.Tensor, ux: torch.Tensor, uy: torch.Tensor):
@@ -57,16 +49,28 @@ def elastic_core(images: torch.Tensor, params, jitter: torch.Tensor, ux: torch.T
     a = torch.cat([pts1, ones], 1)  # (3, 3): rows [x, y, 1]
     m = torch.linalg.solve(a[None].expand(n, 3, 3), pts2).transpose(1, 2)  # (N, 2, 3): dst = m @ [x, y, 1]
     full = torch.cat([m, torch.tensor([[[0.0, 0.0, 1.0]]], dtype=torch.float64).expand(n, 1, 3)], 1)
-    inv = torch.linalg.inv(full)[:, :2].to(dev)  # dst -> src
-    yy, xx = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float64),
-                            torch.arange(w, device=dev, dtype=torch.float64), indexing="ij")
-    sx = inv[:, 0, 0, None, None] * xx + inv[:, 0, 1, None, None] * yy + inv[:, 0, 2, None, None]
-    sy = inv[:, 1, 0, None, None] * xx + inv[:, 1, 1, None, None] * yy + inv[:, 1, 2, None, None]
-    warped = _bilinear(images, sy, sx, "mirror")
-    # float32 smoothing: the reference casts the fields to float32 right after
-    dx = _ops.gaussian_blur(ux.to(torch.float32), sigma, "reflect", 3.0) * alpha
-    dy = _ops.gaussian_blur(uy.to(torch.float32), sigma, "reflect", 3.0) * alpha
-    out = _bilinear(warped, yy + dy.to(torch.float64), xx + dx.to(torch.float64), "reflect")
+    inv = torch.linalg.inv(full)  # dst -> src, pixel coordinates
+    # the same map in grid_sample's normalised coordinates (align_corners=True: pixel = (g + 1) (size - 1) / 2)
+    ax, ay = max(w - 1, 1) / 2.0, max(h - 1, 1) / 2.0
+    to_pix = torch.tensor([[ax, 0.0, ax], [0.0, ay, ay], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    theta = (torch.linalg.inv(to_pix) @ inv @ to_pix)[:, :2]
+    gx = torch.linspace(-1.0, 1.0, w, dtype=torch.float64) if w > 1 else torch.zeros(1, dtype=torch.float64)
+    gy = torch.linspace(-1.0, 1.0, h, dtype=torch.float64) if h > 1 else torch.zeros(1, dtype=torch.float64)
+    grid = torch.empty((n, h, w, 2), dtype=images.dtype, device=dev)
+    for k in range(2):  # (affine_grid's batched matmul is slower): a row term plus a column term per image
+        along_x = (theta[:, k, 0, None] * gx).to(device=dev, dtype=images.dtype)  # (N, W)
+        along_y = (theta[:, k, 1, None] * gy + theta[:, k, 2, None]).to(device=dev, dtype=images.dtype)  # (N, H)
+        torch.add(along_x[:, None, :], along_y[:, :, None], out=grid[..., k])
+    # cv2.warpAffine's BORDER_REFLECT_101 = reflection about the outermost pixel centres
+    warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+    # float32 smoothing (both fields in one call): the reference casts the fields to float32 right after
+    d = _ops.gaussian_blur(torch.stack([ux, uy], 1).to(torch.float32), sigma, "reflect", 3.0)  # (N, 2, H, W)
+    # sample at (x + alpha dx, y + alpha dy): the identity grid (align_corners=False, where reflection is
+    # scipy's symmetric 'reflect') plus the displacement in normalised units
+    base = _identity_grid(h, w, images.dtype, dev)
+    step = torch.tensor([2.0 * alpha / w, 2.0 * alpha / h], dtype=images.dtype, device=dev)
+    grid = torch.addcmul(base, d.permute(0, 2, 3, 1).to(images.dtype), step)
+    out = F.grid_sample(warped, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     return out.clamp(0.0, 1.0).to(images.dtype)
 
 
@@ -84,16 +88,17 @@ def elastic_core(images: torch.Tensor, params, jitter: torch.Tensor, ux: torch.T
     spatial=True,
 )
 def elastic_transform(images: torch.Tensor, value: float, generator: torch.Generator,
-                      scale: float = 1.0) -> torch.Tensor:
+                      scale: float = 1.0, table: str = "imagenet-c") -> torch.Tensor:
     # Severity 0 -> 1 ramps alpha and the affine jitter from 0 with severity 1's sigma.
-    k = interp_params(ELASTIC, (0.0, ELASTIC[0][1], 0.0), value)
+    rows = table_rows("elastic_transform", table, ELASTIC)
+    k = interp_params(rows, (0.0, rows[0][1], 0.0), value)
     alpha, sigma, affine = (v * 244.0 * scale for v in k)
     n, _, h, w = images.shape
     dev = images.device
     jitter = _ops.rand_uniform((n, 3, 2), -affine, affine, generator, dev)
-    ux = _ops.rand_uniform((n, h, w), -1.0, 1.0, generator, dev)
-    uy = _ops.rand_uniform((n, h, w), -1.0, 1.0, generator, dev)
-    return elastic_core(images, (alpha, sigma, affine), jitter, ux, uy)
+    u = _ops.rand_uniform((n, 2, h, w), -1.0, 1.0, generator, dev, dtype=torch.float32)  # smoothed in float32
+    return _ops.map_images(lambda x, j, uu: elastic_core(x, (alpha, sigma, affine), j, uu[:, 0], uu[:, 1]),
+                           images, jitter, u)
 
 
 @register(
@@ -112,8 +117,8 @@ def pixelate(images: torch.Tensor, value: float, generator: torch.Generator) -> 
     if value >= 1.0:
         return images.clone()
     h, w = images.shape[-2:]
-    u8 = _ops.to_uint8(images)
-    small = _ops.pil_box_resize(u8, max(int(h * value), 1), max(int(w * value), 1))
+    levels = (images.to(torch.float32) * 255.0).round_().clamp_(0, 255)  # the 8-bit image, as float32
+    small = _ops.pil_box_resize(levels, max(int(h * value), 1), max(int(w * value), 1))
     out = _ops.pil_box_resize(small, h, w)
     return (out / 255.0).to(images.dtype)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from ._ops import correlate3x3, hsv_to_rgb, rgb_to_hsv
-from .registry import interp_params, register
+from .registry import add_table, interp_params, register, table_rows
 
 
 @register(
@@ -46,6 +46,7 @@ def contrast(images: torch.Tensor, value: float, generator: torch.Generator) -> 
 
 
 SATURATE = ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (20.0, 0.2))  # S' = clip(S * a + b, 0, 1)
+add_table("cifar10-c", "saturate", ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)))
 
 
 @register(
@@ -60,10 +61,10 @@ SATURATE = ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (20.0, 0.2))  # S' =
     tags=("imagenet-c-extra",),
     unit="severity",
 )
-def saturate(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
+def saturate(images: torch.Tensor, value: float, generator: torch.Generator, table: str = "imagenet-c") -> torch.Tensor:
     # With hue and value fixed, each channel is V (1 - S g_c(H)), so scaling S scales (V - c) by S'/S.
     # Grey pixels (S = 0) have hue 0 (red) in skimage: they become (V, V (1 - S'), V (1 - S')).
-    a, b = interp_params(SATURATE, (1.0, 0.0), value)
+    a, b = interp_params(table_rows("saturate", table, SATURATE), (1.0, 0.0), value)
     x = images.to(torch.float64)
     v = x.amax(1, keepdim=True)
     delta = v - x.amin(1, keepdim=True)

@@ -11,6 +11,9 @@ between the neighbouring integer severities (integer parameters rounded half up;
 
 Spatial parameters (blur radii in pixels, ...) are ImageNet-C's, defined for 224 px images. ``scaled(name, size)``
 returns the family with those parameters multiplied by ``size / 224``, for small images such as CIFAR (32 px).
+``with_table(name, "cifar10-c")`` instead returns the family with another published severity table, e.g.
+CIFAR-10-C's (hendrycks/robustness ``make_cifar_c.py``), whose parameters are meant for 32 px images as they
+are (``TABLES`` lists the tables and the families each covers).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from ..errors import EmbedRobustError, unknown_name
 PerturbFn = Callable[..., torch.Tensor]
 
 REFERENCE_SIZE = 224  # ImageNet-C's image side; spatial parameters are defined at this size
+DEFAULT_TABLE = "imagenet-c"
+_CHANNELS_LAST_OK = frozenset({"jpeg_compression", "webp"})  # families that take any memory layout as well
 
 
 class PerturbationValueError(EmbedRobustError, ValueError):
@@ -51,6 +56,7 @@ class Perturbation:
         spatial: whether ``fn`` accepts ``scale=`` (pixel-unit parameters multiplied by it).
         scale: the spatial scale bound into this instance (1 = ImageNet-C's 224 px parameters).
         needs_encoder: whether ``fn`` also takes ``encoder=`` (attacks); ``embed.run.bind_perturbations`` binds it.
+        table: the severity table bound into this instance (``with_table``): ImageNet-C's by default.
     """
 
     name: str
@@ -67,6 +73,7 @@ class Perturbation:
     spatial: bool = False
     scale: float = 1.0
     needs_encoder: bool = False
+    table: str = "imagenet-c"
 
     def __call__(self, images: torch.Tensor, value: float, generator: torch.Generator | None = None) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
@@ -84,9 +91,20 @@ class Perturbation:
             generator = torch.Generator(device=images.device).manual_seed(0)
         if self.identity is not None and math.isclose(value, self.identity):
             return images.clone()
-        if self.spatial:
-            return self.fn(images, value, generator, scale=self.scale)
-        return self.fn(images, value, generator)
+        # The kernels assume (N, C, H, W) row-major; a channels-last batch (e.g. permuted from HWC arrays) would
+        # make every elementwise op mixing it with a fresh tensor stride across memory (several times slower).
+        # The codecs want HWC rows for Pillow, which a channels-last batch already is.
+        if self.name not in _CHANNELS_LAST_OK:
+            images = images.contiguous()
+        kw = {"scale": self.scale} if self.spatial else {}
+        if self.table != DEFAULT_TABLE and self.unit == "severity":
+            kw["table"] = self.table
+        if not self.random and "combined" not in self.tags:
+            # deterministic families treat images independently: run them a cache-sized chunk at a time
+            from ._ops import map_images
+
+            return map_images(lambda x: self.fn(x, value, generator, **kw), images)
+        return self.fn(images, value, generator, **kw)
 
     def levels(self, severities: Sequence[int]) -> list[float]:
         """Parameter values for severities (1-based)."""
@@ -234,3 +252,71 @@ def describe_registry() -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 9)
     return "\n".join(lines)
+
+
+# --- alternative severity tables ----------------------------------------------------------------------------
+# TABLES[table][family]: for natural-unit families the parameter values of severities 1..5; for severity-unit
+# families the five parameter tuples their ``fn`` reads through ``table_rows`` (each family module registers
+# its own with ``add_table``).
+TABLES: dict[str, dict[str, tuple]] = {DEFAULT_TABLE: {}}
+TABLE_SOURCES = {
+    DEFAULT_TABLE: "hendrycks/robustness ImageNet-C/create_c/make_imagenet_c.py (224 px)",
+    "cifar10-c": "hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py (32 px)",
+}
+
+
+def add_table(table: str, family: str, rows: Sequence) -> None:
+    """Register ``rows`` (five values or five parameter tuples) as ``family``'s severity table ``table``."""
+    TABLES.setdefault(table, {})[family] = tuple(tuple(r) if isinstance(r, (tuple, list)) else float(r) for r in rows)
+
+
+def table_rows(family: str, table: str, default: Sequence) -> tuple:
+    """The parameter tuples of ``family`` in ``table`` (``default``, the family's own, for ImageNet-C's)."""
+    if table == DEFAULT_TABLE:
+        return tuple(default)
+    try:
+        return TABLES[table][family]
+    except KeyError:
+        raise PerturbationValueError(f"{family}: no {table!r} severity table; tables: {', '.join(TABLES)}") from None
+
+
+def with_table(name: str, table: str) -> Perturbation:
+    """The family ``name`` with severity table ``table``, e.g. ``"cifar10-c"`` (CIFAR-10-C's parameters).
+
+    Natural-unit families get the table's values as ``severities`` (so ``levels`` and ``value_at`` use them);
+    severity-unit families read the table's tuples at integer severities (and interpolate between them as for
+    ImageNet-C's). The table's parameters are for its own image size (CIFAR-10-C: 32 px) as they are, so the
+    result has spatial scale 1: apply it to images of that size, not through ``scaled``.
+    """
+    p = get_perturbation(name)
+    if table == p.table:
+        return p
+    if table == DEFAULT_TABLE:
+        return _REGISTRY[p.name]
+    if p.name not in TABLES.get(table, {}):
+        have = sorted(TABLES.get(table, {}))
+        raise PerturbationValueError(
+            f"{p.name}: no {table!r} severity table" + (f"; it covers {', '.join(have)}" if have else
+                                                          f"; tables: {', '.join(TABLES)}"))
+    rows = TABLES[table][p.name]
+    source = TABLE_SOURCES.get(table, table)
+    if p.unit == "severity":
+        return dataclasses.replace(p, table=table, scale=1.0, reference=f"{p.reference}; severity table {table} ({source}): "
+                                   + " ".join(str(r) for r in rows))
+    return dataclasses.replace(p, table=table, scale=1.0, severities=tuple(float(v) for v in rows),
+                               reference=f"{p.reference}; severity table {table} ({source})")
+
+
+# CIFAR-10-C's values for the natural-unit families (make_cifar_c.py, commit ca36008 of hendrycks/robustness)
+for _family, _rows in {
+    "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
+    "shot_noise": (500, 250, 100, 75, 50),
+    "impulse_noise": (0.01, 0.02, 0.03, 0.05, 0.07),
+    "speckle_noise": (0.06, 0.1, 0.12, 0.16, 0.2),
+    "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1.0),
+    "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
+    "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
+    "jpeg_compression": (80, 65, 58, 50, 40),
+    "pixelate": (0.95, 0.9, 0.85, 0.75, 0.65),
+}.items():
+    add_table("cifar10-c", _family, _rows)

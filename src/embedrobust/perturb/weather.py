@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from . import _ops
 from .blur import motion_blur_core
-from .registry import interp_params, register
+from .registry import add_table, interp_params, register, table_rows
 
 _SEVERITY = "severity in [0, 5] (0 = identity; integers = ImageNet-C's parameter tuples)"
 _GREY = (0.299, 0.587, 0.114)  # OpenCV COLOR_RGB2GRAY
@@ -39,6 +39,13 @@ SNOW = (
     (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
     (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
 )
+add_table("cifar10-c", "snow", (
+    (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+    (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+    (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+    (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+    (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+))
 
 
 def snow_core(images: torch.Tensor, params, field: torch.Tensor, angles: torch.Tensor,
@@ -54,16 +61,19 @@ def snow_core(images: torch.Tensor, params, field: torch.Tensor, angles: torch.T
     _, _, zoom, thr, radius, sigma, blend = params
     n, _, h, w = images.shape
     zoom = max(zoom * scale, 1.0) if scale != 1.0 else zoom
-    layer = field.to(torch.float64).unsqueeze(1)
-    layer = _ops.interp_axis(layer, 2, *_ops.zoom_coords(h, zoom, keep=-1))
-    layer = _ops.interp_axis(layer, 3, *_ops.zoom_coords(w, zoom, keep=-1))
-    layer = torch.where(layer < thr, torch.zeros_like(layer), layer).clamp(0.0, 1.0)
+    # float32 throughout (the reference: float64); the zoom as two small matrices (exact float64 weights)
+    # over the central crop only
+    mh, top = _ops.zoom_matrix(h, float(zoom), keep=-1)
+    mw, left = _ops.zoom_matrix(w, float(zoom), keep=-1)
+    crop = field.to(torch.float32)[:, None, top : top + mh.shape[1], left : left + mw.shape[1]]
+    layer = _ops.apply_separable(crop, mh, mw)
+    layer = torch.where(layer < thr, 0.0, layer).clamp_(0.0, 1.0)
     r = max(int(math.floor(radius * scale + 0.5)), 1)
     layer = motion_blur_core(layer, r, sigma * scale, angles)
-    layer = (torch.round(layer * 255).clamp(0, 255) / 255.0)[..., :h, :w].to(images.dtype)
-    grey = sum(wt * images[:, i : i + 1] for i, wt in enumerate(_GREY))
-    x = blend * images + (1 - blend) * torch.maximum(images, grey * 1.5 + 0.5)
-    return (x + layer + layer.flip(-1, -2)).clamp(0.0, 1.0)
+    layer = (torch.round(layer * 255).clamp_(0, 255) / 255.0)[..., :h, :w].to(images.dtype)
+    grey = (images * torch.tensor(_GREY, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)).sum(1, True)
+    x = torch.lerp(images, torch.maximum(images, grey * 1.5 + 0.5), 1 - blend)
+    return (x + layer + layer.flip(-1, -2)).clamp_(0.0, 1.0)
 
 
 @register(
@@ -79,14 +89,16 @@ def snow_core(images: torch.Tensor, params, field: torch.Tensor, angles: torch.T
     unit="severity",
     spatial=True,
 )
-def snow(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+def snow(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0,
+         table: str = "imagenet-c") -> torch.Tensor:
+    rows = table_rows("snow", table, SNOW)
     n, _, h, w = images.shape
-    z = torch.randn((n, h, w), generator=generator, device=images.device, dtype=torch.float64)
+    z = torch.randn((n, h, w), generator=generator, device=images.device, dtype=torch.float32)
     angles = _ops.rand_uniform((n,), -135.0, -45.0, generator, images.device)
 
     def at(s):
-        p = interp_params(SNOW, SNOW[0], s, integer=(False, False, False, False, True, False, False))
-        return snow_core(images, p, p[0] + p[1] * z, angles, scale)
+        p = interp_params(rows, rows[0], s, integer=(False, False, False, False, True, False, False))
+        return _ops.map_images(lambda x, zz, a: snow_core(x, p, p[0] + p[1] * zz, a, scale), images, z, angles)
 
     return _fade_in(images, value, at)
 
@@ -132,7 +144,7 @@ def frost_core(images: torch.Tensor, params, idx: torch.Tensor, u: torch.Tensor,
         rows = (y0[:, None] + torch.arange(h, device=images.device))[:, :, None]
         cols = (x0[:, None] + torch.arange(w, device=images.device))[:, None, :]
         frost[sel] = tex[:, rows, cols].permute(1, 0, 2, 3)
-    return (a * images + b * frost).clamp(0.0, 1.0)
+    return frost.mul_(b).add_(images, alpha=a).clamp_(0.0, 1.0)  # a x + b frost, in place
 
 
 @register(
@@ -158,21 +170,23 @@ def frost(images: torch.Tensor, value: float, generator: torch.Generator, scale:
 
 # --- fog ----------------------------------------------------------------------------------------------------
 FOG = ((1.5, 2.0), (2.0, 2.0), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4))  # (strength, wibble decay)
+add_table("cifar10-c", "fog", ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)))
 
 
-def plasma_fractal(n: int, mapsize: int, decay: float, uniform, device=None) -> torch.Tensor:
-    """Diamond-square height maps (ImageNet-C ``plasma_fractal``), batched: (N, S, S) float64 in [0, 1].
+def plasma_fractal(n: int, mapsize: int, decay: float, uniform, device=None, dtype=torch.float64) -> torch.Tensor:
+    """Diamond-square height maps (ImageNet-C ``plasma_fractal``), batched: (N, S, S) in [0, 1] (float64 as the
+    reference by default).
 
     ``uniform(shape)`` returns U[0, 1) float64 draws of shape (N, *shape); each step draws in the reference's
     order (squares, then the two diamond sets), so NumPy's draws reproduce the reference map exactly.
     """
     if mapsize & (mapsize - 1):
         raise ValueError("mapsize must be a power of two")
-    m = torch.zeros((n, mapsize, mapsize), dtype=torch.float64, device=device)
+    m = torch.zeros((n, mapsize, mapsize), dtype=dtype, device=device)
     step, wibble = mapsize, 100.0
 
     def wibbled_mean(a):
-        u = uniform(tuple(a.shape[1:])).to(device=a.device, dtype=torch.float64)
+        u = uniform(tuple(a.shape[1:])).to(device=a.device, dtype=dtype)
         return a / 4 + wibble * (-wibble + (wibble - -wibble) * u)
 
     while step >= 2:
@@ -198,7 +212,7 @@ def fog_core(images: torch.Tensor, strength: float, fractal: torch.Tensor) -> to
     h, w = images.shape[-2:]
     mx = images.amax((1, 2, 3), keepdim=True)
     haze = (strength * fractal[:, None, :h, :w]).to(images.dtype)
-    return ((images + haze) * (mx / (mx + strength))).clamp(0.0, 1.0)
+    return (images + haze).mul_(mx / (mx + strength)).clamp_(0.0, 1.0)
 
 
 @register(
@@ -213,12 +227,14 @@ def fog_core(images: torch.Tensor, strength: float, fractal: torch.Tensor) -> to
     tags=("imagenet-c",),
     unit="severity",
 )
-def fog(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
-    strength, decay = interp_params(FOG, (0.0, 2.0), value)
+def fog(images: torch.Tensor, value: float, generator: torch.Generator, table: str = "imagenet-c") -> torch.Tensor:
+    rows = table_rows("fog", table, FOG)
+    strength, decay = interp_params(rows, (0.0, rows[0][1]), value)
     n, _, h, w = images.shape
     size = 1 << (max(h, w, 3) - 1).bit_length()  # reference: next power of 2 of max(shape)
-    uni = lambda shape: torch.rand((n, *shape), generator=generator, device=images.device, dtype=torch.float64)  # noqa: E731
-    return fog_core(images, strength, plasma_fractal(n, size, decay, uni, images.device))
+    # float32 draws and map (the reference: float64): the haze is a smooth map normalised to [0, 1]
+    uni = lambda shape: torch.rand((n, *shape), generator=generator, device=images.device)  # noqa: E731
+    return fog_core(images, strength, plasma_fractal(n, size, decay, uni, images.device, torch.float32))
 
 
 # --- spatter ------------------------------------------------------------------------------------------------
@@ -230,6 +246,13 @@ SPATTER = (
     (0.65, 0.3, 1, 0.65, 1.5, 1),
     (0.67, 0.4, 1, 0.65, 1.5, 1),
 )
+add_table("cifar10-c", "spatter", (
+    (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+    (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+    (0.65, 0.3, 1, 0.69, 0.5, 0),
+    (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+    (0.65, 0.1, 0.5, 0.68, 0.6, 1),
+))
 
 
 def _conv3(x: torch.Tensor, k: torch.Tensor, mode: str = "mirror") -> torch.Tensor:
@@ -240,13 +263,16 @@ def _conv3(x: torch.Tensor, k: torch.Tensor, mode: str = "mirror") -> torch.Tens
 def canny(u8: torch.Tensor, low: float, high: float) -> torch.Tensor:
     """cv2.Canny(img, low, high) (3x3 Sobel, L1 magnitude, 4-direction non-maximum suppression, 8-connected
     hysteresis) on (N, 1, H, W) uint8-valued float; returns a bool edge map."""
-    sx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
-    gx = _conv3(u8, sx, "nearest")
-    gy = _conv3(u8, sx.T.contiguous(), "nearest")
-    mag = gx.abs() + gy.abs()
+    # 3x3 Sobel, separable ([1, 2, 1] smoothing times [-1, 0, 1] difference), edges replicated; integers, exact
+    xp = _ops.pad_index(_ops.pad_index(u8, 1, u8.ndim - 2, "nearest"), 1, u8.ndim - 1, "nearest")
+    smooth = xp[..., 1:-1, :] * 2 + xp[..., :-2, :] + xp[..., 2:, :]  # along y: (H, W + 2)
+    diff = xp[..., 2:, :] - xp[..., :-2, :]
+    gx = smooth[..., 2:] - smooth[..., :-2]
+    gy = diff[..., 1:-1] * 2 + diff[..., :-2] + diff[..., 2:]
+    ax, ay = gx.abs(), gy.abs()
+    mag = ax + ay
     p = F.pad(mag, (1, 1, 1, 1))
     nb = lambda dy, dx: p[..., 1 + dy : p.shape[-2] - 1 + dy, 1 + dx : p.shape[-1] - 1 + dx]  # noqa: E731
-    ax, ay = gx.abs(), gy.abs()
     tg22 = math.tan(math.radians(22.5))
     horiz = ay <= tg22 * ax
     vert = ay > ax / tg22
@@ -275,19 +301,22 @@ def distance_to(edges: torch.Tensor, cap: int = 20) -> torch.Tensor:
     """Euclidean distance (pixels) from each pixel to the nearest edge pixel, capped at ``cap``. (N, 1, H, W).
 
     The reference uses cv2.distanceTransform(DIST_L2, 5), a 5x5 chamfer approximation; this is exact."""
-    big = float(cap + 1)
+    big = cap + 1
     h, w = edges.shape[-2:]
-    far = torch.where(edges, 0.0, big).to(torch.float32)
-    # 1-D distance along rows (within the cap), then the exact 2-D distance as a min over row offsets
-    fp = F.pad(far, (cap, cap, 0, 0), value=big)
-    g = far.clone()
-    for k in range(1, cap + 1):
-        g = torch.minimum(g, torch.minimum(fp[..., cap - k : cap - k + w], fp[..., cap + k : cap + k + w]) + k)
-    gp = F.pad(g, (0, 0, cap, cap), value=big) ** 2
-    d2 = g**2
+    dev = edges.device
+    # 1-D distance along rows to the nearest edge on either side (running max/min of edge positions), <= cap + 1
+    col = torch.arange(w, device=dev, dtype=torch.int32)
+    left = torch.where(edges, col, -2 * big).cummax(-1).values
+    right = torch.where(edges, col, w + 2 * big).flip(-1).cummin(-1).values.flip(-1)
+    g = torch.minimum(col - left, right - col).clamp_(max=big).to(torch.int16)
+    # exact 2-D squared distance: min over row offsets j of g(y + j)^2 + j^2 (int16: at most 2 * 21^2)
+    gp = F.pad(g.float(), (0, 0, cap, cap), value=float(big)).to(torch.int16)
+    gp = gp * gp
+    d2 = gp[..., cap : cap + h, :].clone()
     for j in range(1, cap + 1):
-        d2 = torch.minimum(d2, torch.minimum(gp[..., cap - j : cap - j + h, :], gp[..., cap + j : cap + j + h, :]) + j * j)
-    return d2.sqrt().clamp(max=float(cap))
+        near = torch.minimum(gp[..., cap - j : cap - j + h, :], gp[..., cap + j : cap + j + h, :])
+        torch.minimum(d2, near.add_(j * j), out=d2)
+    return d2.to(torch.float32).sqrt_().clamp_(max=float(cap))
 
 
 def equalize_hist(u8: torch.Tensor) -> torch.Tensor:
@@ -303,24 +332,24 @@ def equalize_hist(u8: torch.Tensor) -> torch.Tensor:
     scale = 255.0 / (total - h0).clamp(min=1)
     lut = torch.floor((cdf - h0) * scale + 0.5).clamp(0, 255)
     lut = torch.where(torch.arange(256, device=u8.device)[None] < first, torch.zeros_like(lut), lut)
-    out = torch.gather(lut, 1, flat).reshape(u8.shape)
+    out = torch.gather(lut.to(u8.dtype), 1, flat).reshape(u8.shape)
     return torch.where((h0 >= total).view(n, 1, 1, 1), u8, out)  # single-valued images stay as they are
 
 
 def spatter_core(images: torch.Tensor, params, field: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     """ImageNet-C spatter given its (N, H, W) N(loc, scale^2) draws: water drops (severities 1-3) or mud."""
     _, _, sigma, thr, c4, mud = params
-    liquid = _ops.gaussian_blur(field.to(torch.float64).unsqueeze(1), sigma * scale)
-    liquid = torch.where(liquid < thr, torch.zeros_like(liquid), liquid)
+    # float32 (the reference blurs in float64): a few pixels' 8-bit level can differ, as between two draws
+    liquid = _ops.gaussian_blur(field.to(torch.float32).unsqueeze(1), sigma * scale)
+    liquid = torch.where(liquid < thr, 0.0, liquid)
     x = images.to(torch.float32)
     if mud:
         m = _ops.gaussian_blur((liquid > thr).to(torch.float32), c4 * scale)
-        m = torch.where(m < 0.8, torch.zeros_like(m), m)
+        m = torch.where(m < 0.8, 0.0, m)
         color = torch.tensor([63, 42, 20], dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255.0
-        return (x * (1 - m) + color * m).clamp(0.0, 1.0).to(images.dtype)
-    lu8 = torch.floor(liquid * 255).clamp(0, 255).to(torch.float32)
-    dist = 255.0 - 255.0 * canny(lu8, 50, 150).float()
-    dist = distance_to(dist == 0).clamp(max=20.0)
+        return torch.addcmul(x, color - x, m).clamp_(0.0, 1.0).to(images.dtype)  # x (1 - m) + color m
+    lu8 = torch.floor(liquid * 255).clamp_(0, 255)
+    dist = distance_to(canny(lu8, 50, 150))  # distance to the edges, capped at 20 as the reference clips it
     box = torch.full((3, 3), 1 / 9)
     dist = torch.floor(_conv3(dist, box))
     dist = equalize_hist(dist)
@@ -328,9 +357,9 @@ def spatter_core(images: torch.Tensor, params, field: torch.Tensor, scale: float
     dist = torch.round(_conv3(dist, emboss)).clamp(0, 255)
     dist = torch.round(_conv3(dist, box))
     m = lu8 * dist
-    m = m / m.amax((2, 3), keepdim=True).clamp(min=1e-12) * c4
+    m = m * (c4 / m.amax((2, 3), keepdim=True).clamp(min=1e-12))
     color = torch.tensor([175, 238, 238], dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 255.0
-    return (x + m * color).clamp(0.0, 1.0).to(images.dtype)
+    return torch.addcmul(x, m, color).clamp_(0.0, 1.0).to(images.dtype)
 
 
 @register(
@@ -346,14 +375,16 @@ def spatter_core(images: torch.Tensor, params, field: torch.Tensor, scale: float
     unit="severity",
     spatial=True,
 )
-def spatter(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
+def spatter(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0,
+            table: str = "imagenet-c") -> torch.Tensor:
+    rows = table_rows("spatter", table, SPATTER)
     n, _, h, w = images.shape
-    z = torch.randn((n, h, w), generator=generator, device=images.device, dtype=torch.float64)
+    z = torch.randn((n, h, w), generator=generator, device=images.device, dtype=torch.float32)
 
     def at(s):
         if 3.0 < s < 4.0:  # water (3) and mud (4) differ in kind: blend their outputs
             return (4.0 - s) * at(3.0) + (s - 3.0) * at(4.0)
-        p = interp_params(SPATTER, SPATTER[0], s)
-        return spatter_core(images, p, p[0] + p[1] * z, scale)
+        p = interp_params(rows, rows[0], s)
+        return _ops.map_images(lambda x, zz: spatter_core(x, p, p[0] + p[1] * zz, scale), images, z)
 
     return _fade_in(images, value, at)
