@@ -278,6 +278,10 @@ def model_spec(config: dict, model: str) -> dict:
     run = finetune_runs(config).get(model)
     if run is None:
         raise KeyError(model)
+    return _finetuned_spec(config, model, run)
+
+
+def _finetuned_spec(config: dict, model: str, run: dict) -> dict:
     from .stages import checkpoint_relpath
 
     return {**config["models"][run["base"]], "checkpoint": checkpoint_relpath(model), "finetuned": run}
@@ -285,7 +289,8 @@ def model_spec(config: dict, model: str) -> dict:
 
 def all_models(config: dict) -> dict[str, dict]:
     """Every model the grid evaluates: the ``models`` section, then the fine-tuned ones, name -> spec."""
-    return {name: model_spec(config, name) for name in [*config["models"], *finetune_runs(config)]}
+    tuned = {name: _finetuned_spec(config, name, run) for name, run in finetune_runs(config).items()}
+    return {**config["models"], **tuned}
 
 
 # The sections each stage reads. Keeping this list the only place where it is written makes Snakemake's params

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .config import conditions
+from .models.spec import rooted
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,6 @@ def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _rooted(spec: dict, root: Path) -> dict:
-    """``spec`` with a relative ``checkpoint`` resolved against the project root (not the cwd)."""
-    ckpt = spec.get("checkpoint")
-    if ckpt and not os.path.isabs(ckpt):
-        return {**spec, "checkpoint": str(Path(root) / ckpt)}
-    return spec
-
-
 # -- stages --------------------------------------------------------------------------------------------------------
 def fetch(cfg: dict, root: Path) -> Path:
     from .data import fetch_dataset
@@ -100,7 +93,7 @@ def finetune(cfg: dict, root: Path) -> Path:
         log.info("%s is trained for these params; nothing to do", out)
         return out
     images, labels, names = train_split(dataset_dir(root, ds), cfg["datasets"][ds].get("image_size", 224))
-    spec = _rooted(dict(cfg["models"][run["base"]]), root)
+    spec = rooted(dict(cfg["models"][run["base"]]), root)
     spec.setdefault("seed", cfg["seed"])
     log.info("fine-tuning %s -> %s: method %s, alpha %g, %d train images of %s, families %s", run["base"], model,
              run["method"], run["alpha"], len(images), ds, ", ".join(run["train"]["families"] or ["(PGD only)"]))
@@ -123,7 +116,7 @@ def text(cfg: dict, root: Path) -> Path:
     from .models import create_encoder
 
     ds, model = cfg["dataset"], cfg["model"]
-    spec = _rooted(dict(cfg["models"][model]), root)
+    spec = rooted(dict(cfg["models"][model]), root)
     spec.setdefault("seed", cfg["seed"])
     encoder = create_encoder(spec, device=resolve_device(cfg.get("device", "auto")))
     names = class_names(read_index(dataset_dir(root, ds)))

@@ -66,6 +66,17 @@ def normalise_spec(spec: dict) -> dict:
     return out
 
 
+def rooted(spec: dict, root) -> dict:
+    """``spec`` with a relative ``checkpoint`` resolved against the project root ``root`` (not the cwd); params
+    keep the relative form so artifacts do not depend on where the project lives."""
+    import os
+
+    ckpt = spec.get("checkpoint")
+    if root is not None and ckpt and not os.path.isabs(ckpt):
+        return {**spec, "checkpoint": os.path.join(str(root), ckpt)}
+    return spec
+
+
 def did_you_mean(name: str, known: list[str]) -> str:
     """' Did you mean ...?' naming up to three close matches of ``name`` in ``known``, or ''."""
     import difflib
