@@ -16,6 +16,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/downstream.smk"
 include: "workflow/rules/regression.smk"
+include: "workflow/rules/attack.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -11,7 +11,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 # The smallest config that exercises every stage: 3 digits per class, two tiny untrained models, two families,
-# one fine-tuned model.
+# one fine-tuned model, one dense dataset, a task attack.
 TINY = {
     "seed": 0,
     "device": "cpu",
@@ -38,6 +38,11 @@ TINY = {
     # one fine-tuned CLIP: trained on gaussian_noise, jpeg_compression held out
     "finetune": {"base": ["clip"], "alpha": [0.5], "families": ["gaussian_noise"], "steps": 2, "batch_size": 4,
                  "utility": "whitened"},
+    # dense tasks on one model; the task attack on every model (fine-tuned included)
+    "dense": {"datasets": {"shapes": {"source": "synthetic-shapes", "n": 16, "image_size": 32, "cell": 8}},
+              "models": ["vit"], "eps": [0.01568627450980392],
+              "options": {"steps": 2, "lr": [0.1], "train_steps": [10]}},
+    "task_attack": {"eps": [0.01568627450980392], "options": {"steps": 2}},
     "report": {"title": "test"},
 }
 

@@ -161,3 +161,63 @@ def test_family_options_are_checked_against_the_function(tiny_config):
     tiny_config["perturbations"]["families"]["contrast"] = {"levels": [0.5], "options": {"x": 1}}
     with pytest.raises(ConfigError, match="contrast"):
         validate(tiny_config)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["dense"].update(models=["vt"]), "dense.models: unknown model 'vt'. Did you mean 'vit'"),
+    (lambda c: c["dense"].update(families=["contrast"]), "not a family of the perturbation grid"),
+    (lambda c: c["dense"]["options"].update(stepz=3), "dense.options: unknown option 'stepz'"),
+    (lambda c: c["dense"]["datasets"]["shapes"].update(source="coco"), "dense.datasets.shapes.source"),
+    (lambda c: c["task_attack"].update(datasets=["digit"]), "task_attack.datasets: unknown dataset 'digit'"),
+    (lambda c: c["task_attack"]["options"].update(Cs=[1]), "task_attack.options: unknown option 'Cs'"),
+    (lambda c: c["task_attack"].update(eps=[2]), "task_attack.eps"),
+])
+def test_bad_attack_sections_are_one_clear_error(tiny_config, edit, match):
+    edit(tiny_config)
+    with pytest.raises(ConfigError, match=re.escape(match)):
+        validate(tiny_config)
+
+
+def test_dense_runs_the_chosen_families_of_the_grid_on_the_chosen_models(tiny_config):
+    from embedrobust.config import dense_plan, task_attack_plan
+
+    tiny_config["dense"]["families"] = ["gaussian_noise"]
+    cfg = validate(tiny_config)
+    plan = dense_plan(cfg)
+    assert plan["models"] == ["vit"] and list(plan["datasets"]) == ["shapes"]
+    assert plan["conditions"] == [["clean", None], ["gaussian_noise", 0.05], ["gaussian_noise", 0.2]]
+    # the task attack defaults to every dataset and every model, the fine-tuned one included
+    ta = task_attack_plan(cfg)
+    assert ta["datasets"] == ["digits"] and ta["models"] == ["clip", "vit", "clip-ft-paper-a0.5"]
+
+
+def test_empty_attack_sections_turn_the_stages_off(tiny_config):
+    from embedrobust.config import dense_plan, task_attack_plan
+
+    tiny_config["dense"] = {"datasets": {}}
+    tiny_config["task_attack"] = {"eps": []}
+    cfg = validate(tiny_config)
+    assert dense_plan(cfg)["models"] == [] and task_attack_plan(cfg)["models"] == []
+    del tiny_config["dense"], tiny_config["task_attack"]
+    cfg = validate(tiny_config)
+    assert not dense_plan(cfg)["datasets"] and not task_attack_plan(cfg)["eps"]
+
+
+def test_dense_params_reach_only_the_dense_stages_and_report(tiny_config):
+    a = validate(tiny_config)
+    tiny_config["dense"]["options"]["steps"] = 3
+    b = validate(tiny_config)
+    stages = {"fetch": ("digits", None), "embed": ("digits", "vit"), "metrics": ("digits", "vit"),
+              "downstream": ("digits", "vit"), "task_attack": ("digits", "vit"), "fetch_dense": ("shapes", None),
+              "dense": ("shapes", "vit"), "regression": ("digits", None), "report": (None, None)}
+    changed = {s for s, (d, m) in stages.items() if stage_config(a, s, d, m) != stage_config(b, s, d, m)}
+    assert changed == {"dense", "report"}
+
+
+def test_attacked_probe_is_the_downstream_probe_unless_told_otherwise(tiny_config):
+    from embedrobust.config import task_attack_plan
+
+    opts = task_attack_plan(validate(tiny_config))["options"]
+    assert opts == {"C": [1.0], "val_fraction": 0.3, "max_iter": 500, "steps": 2}
+    tiny_config["task_attack"]["options"]["C"] = [0.1, 10.0]
+    assert task_attack_plan(validate(tiny_config))["options"]["C"] == [0.1, 10.0]

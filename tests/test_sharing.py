@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from workflow_helpers import edited_params, lower_ci_level, planned_jobs, run
 
-SHARED = ("data/embeddings", "data/metrics", "data/downstream", "data/regression", "data/text", "reports")
+SHARED = ("data/embeddings", "data/metrics", "data/downstream", "data/regression", "data/text", "data/dense",
+          "data/task_attack", "reports")
 
 
 def tree_digest(root: Path, sub: str) -> dict[str, str]:

@@ -16,8 +16,9 @@ def test_workflow_builds_the_report(project):
     pdf = project / "reports" / "final.pdf"
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 10_000
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    assert set(metrics) == {"digits", "finetune"}
-    for rule in ("fetch", "finetune", "embed", "metrics", "downstream", "regression", "report"):
+    assert set(metrics) == {"digits", "finetune", "attacks"}
+    for rule in ("fetch", "finetune", "embed", "metrics", "downstream", "regression", "fetch_dense", "dense",
+                 "task_attack", "report"):
         assert any((project / "logs" / "benchmarks" / rule).rglob("*.tsv")) or \
             (project / "logs" / "benchmarks" / f"{rule}.tsv").exists(), rule
 
@@ -41,7 +42,31 @@ def test_finetune_param_reruns_only_the_fine_tuned_model(project):
 
     with edited_params(project, more_steps):
         assert planned_jobs(project) == {"finetune": 1, "embed": 1, "text": 1, "metrics": 1, "downstream": 1,
-                                         "regression": 1, "report": 1, "all": 1}
+                                         "task_attack": 1, "regression": 1, "report": 1, "all": 1}
+
+
+def test_dense_tasks_and_task_attacks_reach_the_report(project):
+    import pandas as pd
+
+    dense = pd.read_parquet(project / "data" / "dense" / "shapes" / "vit.parquet")
+    assert dense["condition"].tolist() == ["clean", "gaussian_noise@0.05", "gaussian_noise@0.2", "jpeg_compression@50",
+                                           "jpeg_compression@10", "segpgd@0.0156863"]
+    assert dense["metric"].eq("miou").all() and dense["n_images"].eq(4).all()
+    for model in ("clip", "vit", "clip-ft-paper-a0.5"):
+        ta = pd.read_parquet(project / "data" / "task_attack" / "digits" / f"{model}.parquet")
+        assert ta["condition"].tolist() == ["clean", "pgd@0.0156863"]
+    attacks = json.loads((project / "reports" / "metrics.json").read_text())["attacks"]
+    assert {r["model"] for r in attacks["worst_case"]} == {"clip", "vit", "clip-ft-paper-a0.5"}
+    assert {r["condition"] for r in attacks["dense"]} == {"clean", "gaussian_noise (mean of 2 levels)",
+                                                          "jpeg_compression (mean of 2 levels)", "segpgd eps 4/255"}
+
+
+def test_dense_param_reruns_only_dense_and_report(project):
+    def more_steps(config):
+        config["dense"]["options"]["steps"] = 3
+
+    with edited_params(project, more_steps):
+        assert planned_jobs(project) == {"dense": 1, "report": 1, "all": 1}
 
 
 def test_second_run_does_nothing(project):

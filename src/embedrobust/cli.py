@@ -15,9 +15,12 @@ from pathlib import Path
 
 from .errors import EmbedRobustError
 
-STAGES = ("fetch", "finetune", "embed", "text", "metrics", "downstream", "regression", "report")
-PER_DATASET = {"fetch", "regression"}
-PER_MODEL = {"embed", "text", "metrics", "downstream"}
+STAGES = ("fetch", "finetune", "embed", "text", "metrics", "downstream", "regression", "fetch_dense", "dense",
+          "task_attack", "report")
+PER_DATASET = {"fetch", "regression", "fetch_dense"}
+PER_MODEL = {"embed", "text", "metrics", "downstream", "dense", "task_attack"}
+# Stages whose datasets and models come from their own section (dense, task_attack), not from datasets x models.
+PLANNED = {"fetch_dense": "dense", "dense": "dense", "task_attack": "task_attack"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--no-progress", action="store_true", help="no progress bar")
         s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
         if stage in PER_DATASET | PER_MODEL:
-            s.add_argument("--dataset", help="dataset name (a key of params datasets)")
+            s.add_argument("--dataset", help="dataset name (a key of params datasets, or of dense.datasets for the "
+                                             "dense stages)")
             s.add_argument("--all", action="store_true", help="every dataset (and model) in params")
         if stage in PER_MODEL:
             s.add_argument("--model", help="model name (a key of params models, or a fine-tuned model's name)")
@@ -64,7 +68,7 @@ def _selected(kind: str, name: str | None, everything: bool, known: dict) -> lis
 
 def _targets(args, config: dict) -> list[dict]:
     """Stage configs for the selected datasets/models."""
-    from .config import all_models, finetune_runs, stage_config
+    from .config import all_models, dense_plan, finetune_runs, stage_config, task_attack_plan
 
     stage = args.command
     if stage == "report":
@@ -72,10 +76,16 @@ def _targets(args, config: dict) -> list[dict]:
     if stage == "finetune":
         runs = finetune_runs(config)
         return [stage_config(config, stage, model=m) for m in _selected("fine-tuned model", args.model, args.all, runs)]
-    datasets = _selected("dataset", args.dataset, args.all, config["datasets"])
+    if stage in PLANNED:
+        plan = (dense_plan if PLANNED[stage] == "dense" else task_attack_plan)(config)
+        known_datasets = dict.fromkeys(plan["datasets"])
+        known_models = dict.fromkeys(plan["models"])
+    else:
+        known_datasets, known_models = config["datasets"], all_models(config)
+    datasets = _selected("dataset", args.dataset, args.all, known_datasets)
     if stage in PER_DATASET:
         return [stage_config(config, stage, dataset=d) for d in datasets]
-    models = _selected("model", args.model, args.all, all_models(config))
+    models = _selected("model", args.model, args.all, known_models)
     cfgs = [stage_config(config, stage, dataset=d, model=m) for d, m in itertools.product(datasets, models)]
     return [c for c in cfgs if c is not None]  # None: the stage does not apply (text for a non-CLIP model)
 
@@ -98,6 +108,9 @@ def _run_stage(args) -> None:
         stages.text_dir(args.root).mkdir(parents=True, exist_ok=True)
     if args.command == "finetune":
         stages.models_dir(args.root).mkdir(parents=True, exist_ok=True)
+    if args.command in PLANNED:  # likewise, when the section is off
+        out = {"fetch_dense": "dense_datasets", "dense": "dense", "task_attack": "task_attack"}[args.command]
+        (args.root / "data" / out).mkdir(parents=True, exist_ok=True)
     for cfg in cfgs:
         if args.command == "embed":
             stages.embed(cfg, args.root, progress=not args.no_progress)
@@ -121,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             names = [n for n in list_models(args.library) if args.filter in n]
             print("\n".join(names))
         elif args.command == "validate":
-            from .config import conditions, finetune_runs, load_params
+            from .config import conditions, dense_plan, finetune_runs, load_params, task_attack_plan
 
             cfg = load_params(args.params)
             grid = conditions(cfg)
@@ -131,6 +144,14 @@ def main(argv: list[str] | None = None) -> int:
             runs = finetune_runs(cfg)
             if runs:
                 print(f"{len(runs)} fine-tuned model(s), evaluated beside their base: " + ", ".join(runs))
+            dense = dense_plan(cfg)
+            if dense["datasets"]:
+                print(f"dense tasks: {', '.join(dense['datasets'])} x {', '.join(dense['models'])}; "
+                      f"{len(dense['conditions'])} conditions, task attack eps {dense['eps']}")
+            ta = task_attack_plan(cfg)
+            if ta["eps"]:
+                print(f"task attack (PGD on the linear probe): {', '.join(ta['datasets'])} x "
+                      f"{', '.join(ta['models'])}; eps {ta['eps']}")
         else:
             _run_stage(args)
     except EmbedRobustError as exc:

@@ -84,6 +84,8 @@ def validate(config: dict, source: str = "params") -> dict:
     family_options(cfg)
     _check_models(cfg)
     finetune_runs(cfg)  # checks bases, methods, families and trainer options; names must not collide
+    dense_plan(cfg)
+    task_attack_plan(cfg)
     return cfg
 
 
@@ -293,6 +295,90 @@ def all_models(config: dict) -> dict[str, dict]:
     return {**config["models"], **tuned}
 
 
+def _selected_models(config: dict, section: str) -> list[str]:
+    known = all_models(config)
+    names = config.get(section, {}).get("models")
+    if names is None:
+        return list(known)
+    for name in names:
+        if name not in known:
+            from .errors import unknown_name
+
+            raise ConfigError(f"{section}.models: {unknown_name('model', name, list(known))}")
+    return list(dict.fromkeys(names))
+
+
+def _checked_options(section: str, options: dict | None, defaults: dict) -> dict:
+    from .errors import unknown_name
+
+    options = dict(options or {})
+    for key in options:
+        if key not in defaults:
+            raise ConfigError(f"{section}.options: {unknown_name('option', key, list(defaults))}")
+    return options
+
+
+def dense_plan(config: dict) -> dict:
+    """What the dense stages evaluate: ``{"datasets": name -> fetch config, "models": [...], "conditions":
+    [[family, value], ...] (the grid, clean first, restricted to ``dense.families``), "family_options", "eps",
+    "options"}``. No datasets (no section, or ``datasets: {}``) means no dense stage runs.
+
+    Raises:
+        ConfigError: an unknown model, a family not in the grid, or an unknown head / attack option.
+    """
+    from .attack.evaluate import DENSE_DEFAULTS
+
+    dense = config.get("dense") or {}
+    datasets = dict(dense.get("datasets") or {})
+    grid = conditions(config)
+    names = dense.get("families")
+    if names is not None:
+        known = list(dict.fromkeys(c.family for c in grid if not c.is_clean))
+        for name in names:
+            if name not in known:
+                raise ConfigError(f"dense.families: {name!r} is not a family of the perturbation grid "
+                                  f"({', '.join(known) or 'empty'}); add it to perturbations or drop it here")
+        grid = [c for c in grid if c.is_clean or c.family in names]
+    fam_opts = family_options(config)
+    return {
+        "datasets": datasets,
+        "models": _selected_models(config, "dense") if datasets else [],
+        "conditions": [[c.family, None if c.is_clean else c.value] for c in grid],
+        "family_options": {f: o for f, o in fam_opts.items() if any(c.family == f for c in grid)},
+        "eps": [float(e) for e in dense.get("eps", [])],
+        "options": _checked_options("dense", dense.get("options"), DENSE_DEFAULTS),
+    }
+
+
+def task_attack_plan(config: dict) -> dict:
+    """What the task-attack stage evaluates: ``{"datasets": [...], "models": [...], "eps": [...], "options"}``;
+    no eps (no section, or ``eps: []``) means it does not run.
+
+    Raises:
+        ConfigError: an unknown dataset or model, or an unknown probe / attack option.
+    """
+    from .attack.evaluate import CLASSIFIER_DEFAULTS
+
+    ta = config.get("task_attack") or {}
+    eps = [float(e) for e in ta.get("eps") or []]
+    datasets = list(ta.get("datasets") or config["datasets"]) if eps else []
+    for name in datasets:
+        if name not in config["datasets"]:
+            from .errors import unknown_name
+
+            raise ConfigError(f"task_attack.datasets: {unknown_name('dataset', name, list(config['datasets']))}")
+    # The attacked probe is the downstream stage's linear probe (its C grid, val fraction and iterations) unless
+    # task_attack.options says otherwise, so "accuracy under PGD" sits beside the same probe's clean accuracy.
+    probe = (config.get("downstream") or {}).get("linear_probe") or {}
+    inherited = {k: probe[k] for k in ("C", "val_fraction", "max_iter") if k in probe}
+    return {
+        "datasets": datasets,
+        "models": _selected_models(config, "task_attack") if eps else [],
+        "eps": eps,
+        "options": {**inherited, **_checked_options("task_attack", ta.get("options"), CLASSIFIER_DEFAULTS)},
+    }
+
+
 # The sections each stage reads. Keeping this list the only place where it is written makes Snakemake's params
 # rerun trigger and DVC's params dependencies agree.
 def stage_config(config: dict, stage: str, dataset: str | None = None, model: str | None = None) -> dict | None:
@@ -344,6 +430,19 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
             "models": {run["base"]: config["models"][run["base"]]},
             "run": run,
         }
+    if stage == "fetch_dense":
+        return {"seed": seed, "dataset": dataset, "dense_datasets": {dataset: config["dense"]["datasets"][dataset]}}
+    # one model on one dataset, on the configured device
+    one = {"seed": seed, "device": config.get("device", "auto"), "dataset": dataset, "model": model}
+    if stage == "dense":
+        plan = dense_plan(config)
+        return {**one, "dense_datasets": {dataset: plan["datasets"][dataset]},
+                "models": {model: model_spec(config, model)},
+                **{k: plan[k] for k in ("conditions", "family_options", "eps", "options")}}
+    if stage == "task_attack":
+        plan = task_attack_plan(config)
+        return {**one, "datasets": {dataset: config["datasets"][dataset]}, "models": {model: model_spec(config, model)},
+                "eps": plan["eps"], "options": plan["options"]}
     if stage == "report":
         # The report prints the whole config as provenance, so it reads all of it.
         return {"report": config.get("report", {}), "config": config}
@@ -359,8 +458,11 @@ DVC_PARAMS = {
     "metrics": ["perturbations"],
     "downstream": ["seed", "downstream"],
     "regression": ["regression", "finetune"],
+    "fetch_dense": ["seed", "dense.datasets"],
+    "dense": ["seed", "device", "models", "perturbations", "finetune", "dense"],
+    "task_attack": ["seed", "device", "datasets", "models", "finetune", "downstream.linear_probe", "task_attack"],
     "report": ["seed", "device", "datasets", "models", "perturbations", "embed", "downstream", "regression", "finetune",
-               "report"],
+               "dense", "task_attack", "report"],
 }
 
 

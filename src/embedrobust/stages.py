@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -61,6 +62,18 @@ def downstream_path(root: Path, dataset: str, model: str) -> Path:
     return root / "data" / "downstream" / dataset / f"{model}.parquet"
 
 
+def dense_dataset_dir(root: Path, dataset: str) -> Path:
+    return root / "data" / "dense_datasets" / dataset
+
+
+def dense_path(root: Path, dataset: str, model: str) -> Path:
+    return root / "data" / "dense" / dataset / f"{model}.parquet"
+
+
+def task_attack_path(root: Path, dataset: str, model: str) -> Path:
+    return root / "data" / "task_attack" / dataset / f"{model}.parquet"
+
+
 def regression_dir(root: Path, dataset: str) -> Path:
     return root / "data" / "regression" / dataset
 
@@ -108,17 +121,23 @@ def embed(cfg: dict, root: Path, progress: bool = True) -> Path:
                      root=root)
 
 
+def _encoder(cfg: dict, root: Path):
+    """The stage's one model (``cfg["models"][cfg["model"]]``) on the configured device."""
+    from .embed.run import resolve_device
+    from .models import create_encoder
+
+    spec = rooted(dict(cfg["models"][cfg["model"]]), root)
+    spec.setdefault("seed", cfg["seed"])
+    return create_encoder(spec, device=resolve_device(cfg.get("device", "auto")))
+
+
 def text(cfg: dict, root: Path) -> Path:
     """Zero-shot class embeddings (C, D) of a CLIP model, cached beside its store."""
     from .data import class_names, read_index
     from .downstream import class_text_embeddings
-    from .embed.run import resolve_device
-    from .models import create_encoder
 
     ds, model = cfg["dataset"], cfg["model"]
-    spec = rooted(dict(cfg["models"][model]), root)
-    spec.setdefault("seed", cfg["seed"])
-    encoder = create_encoder(spec, device=resolve_device(cfg.get("device", "auto")))
+    encoder = _encoder(cfg, root)
     names = class_names(read_index(dataset_dir(root, ds)))
     emb = class_text_embeddings(encoder.encode_text, names, cfg["templates"]).float().cpu().numpy()
     out = text_path(root, ds, model)
@@ -184,6 +203,55 @@ def downstream(cfg: dict, root: Path) -> Path:
     return out
 
 
+def fetch_dense(cfg: dict, root: Path) -> Path:
+    from .data.dense import fetch_dense as fetch
+
+    name = cfg["dataset"]
+    return fetch(name, cfg["dense_datasets"][name], dense_dataset_dir(root, name), seed=cfg["seed"])
+
+
+def dense(cfg: dict, root: Path) -> Path:
+    """Segmentation mIoU / depth RMSE of a linear head on the frozen model: clean, under the grid's conditions
+    and under SegPGD / DepthPGD at each eps, on the whole test split -> data/dense/<dataset>/<model>.parquet."""
+    from .attack.evaluate import ATTACKS, evaluate_dense
+    from .data.dense import load_dense, read_dense_index
+
+    ds, model = cfg["dataset"], cfg["model"]
+    src = dense_dataset_dir(root, ds)
+    _, meta = read_dense_index(src)
+    size = int(cfg["dense_datasets"][ds].get("image_size", 224))
+    data = {split: load_dense(src, split, size) for split in ("train", "val", "test")}
+    log.info("dense %s (%s) x %s: %s train / %s val / %s test images, %d conditions, eps %s", ds, meta["task"], model,
+             *(len(data[s][0]) for s in ("train", "val", "test")), len(cfg["conditions"]), cfg["eps"])
+    conds = [(f, math.nan if v is None else v) for f, v in cfg["conditions"]]
+    attacks = {ATTACKS[meta["task"]]: cfg["eps"]} if cfg["eps"] else {}
+    df = evaluate_dense(_encoder(cfg, root), data, meta["task"], conds, attacks, cfg["options"], cfg["seed"],
+                        cfg["family_options"])
+    return _write_task_table(df, ds, model, dense_path(root, ds, model))
+
+
+def task_attack(cfg: dict, root: Path) -> Path:
+    """Linear-probe accuracy under cross-entropy PGD at each eps (whole test split, C chosen on val) ->
+    data/task_attack/<dataset>/<model>.parquet."""
+    from .attack.evaluate import evaluate_classifier_attack
+    from .data import load_labelled, read_index
+
+    ds, model = cfg["dataset"], cfg["model"]
+    index = read_index(dataset_dir(root, ds))
+    images, labels = load_labelled(index, dataset_dir(root, ds), cfg["datasets"][ds].get("image_size", 224))
+    log.info("task attack %s x %s: %d images, eps %s", ds, model, len(images), cfg["eps"])
+    df = evaluate_classifier_attack(_encoder(cfg, root), images, labels, index["split"].to_numpy(), cfg["eps"],
+                                    cfg["options"], cfg["seed"])
+    return _write_task_table(df, ds, model, task_attack_path(root, ds, model))
+
+
+def _write_task_table(df: pd.DataFrame, dataset: str, model: str, out: Path) -> Path:
+    df.insert(0, "model", model)
+    df.insert(0, "dataset", dataset)
+    _atomic_parquet(df, out)
+    return out
+
+
 def regression(cfg: dict, root: Path) -> Path:
     from .regression import fit_all
 
@@ -203,8 +271,22 @@ def report(cfg: dict, root: Path, out: Path) -> Path:
     return build_report(cfg, root, out)
 
 
+def _plain(obj):
+    """``obj`` as strict JSON values: NaN / inf -> null (DVC and other readers reject bare NaN), numpy scalars ->
+    Python ones."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(_plain(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
     os.replace(tmp, path)

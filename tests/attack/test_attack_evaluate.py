@@ -174,12 +174,37 @@ def test_probe_c_is_chosen_on_val_only(clip):
     assert len(set(reference.attrs["selection"].values())) > 1  # the candidates do differ on val
 
 
-def test_classifier_attack_is_deterministic_and_carves_val_when_absent(clip, cls_table):
+def test_classifier_attack_is_deterministic_and_uses_the_downstream_probe_without_val(clip, cls_table):
     x, y, split = _classification()
     again = evaluate_classifier_attack(clip, x, y, split, CLS_EPS, CLS_OPTIONS, seed=0)
     pd.testing.assert_frame_equal(again, cls_table, check_exact=True)
     no_val = np.where(split == "val", "train", split)
     carved = evaluate_classifier_attack(clip, x, y, no_val, [], CLS_OPTIONS, seed=0)
     assert set(carved.attrs["selection"]) == set(CLS_OPTIONS["C"])
+    # the same probe as the downstream stage's on the same embeddings: same C, same clean test accuracy
+    from embedrobust.attack.features import pooled_features
+    from embedrobust.downstream.classifiers import LinearProbe
+
+    with torch.no_grad():
+        emb = pooled_features(clip, x).double().numpy()
+    train, test = no_val == "train", no_val == "test"
+    probe = LinearProbe(emb[train], y.numpy()[train], 3, CLS_OPTIONS["C"], 0.2, 1000, 0)
+    assert carved["C"].iloc[0] == probe.C
+    assert carved["metric_value"].iloc[0] == np.mean(probe.scores(emb[test])[0].argmax(1) == y.numpy()[test])
     with pytest.raises(AttackError, match="split"):
         evaluate_classifier_attack(clip, x, y, np.where(split == "val", "dev", split), [], CLS_OPTIONS)
+
+
+def test_embed_attack_in_a_dense_grid_moves_the_patch_tokens(clip, seg_data):
+    from embedrobust.attack import family  # noqa: F401  (registers embed_attack)
+
+    cond = [("embed_attack", STRONG)]
+    small = {**OPTIONS, "lr": [0.05], "train_steps": [20]}
+
+    def scores(tokens):
+        opts = {"embed_attack": {"steps": 2, **tokens}}
+        return evaluate_dense(clip, seg_data, "segmentation", cond, {}, small, seed=0,
+                              family_options=opts)["metric_value"].tolist()
+
+    default, patch, pooled = scores({}), scores({"tokens": "patch"}), scores({"tokens": "pooled"})
+    assert default == patch and patch[1] != pooled[1]

@@ -75,3 +75,17 @@ def test_family_options_from_params_reach_the_attack(vit):
     assert torch.equal(got, want)
     default = bind_perturbations([Condition(NAME, 8 / 255)], vit)[0](x, 8 / 255, torch.Generator().manual_seed(3))
     assert not torch.equal(got, default)  # 20 steps of eps / 4 by default
+
+
+def test_tokens_option_attacks_the_patch_tokens(vit):
+    from embedrobust.attack import embed_attack
+    from embedrobust.embed.run import bind_perturbations
+
+    x = images(2)
+    (fn,) = bind_perturbations([Condition(NAME, 8 / 255)], vit, {NAME: {"steps": 1, "tokens": "patch"}})
+    got = fn(x, 8 / 255, torch.Generator().manual_seed(3))
+    want = embed_attack(vit, x, eps=8 / 255, steps=1, step_size=2 / 255, distance="l2", tokens="patch",
+                        generator=torch.Generator().manual_seed(3))
+    pooled = embed_attack(vit, x, eps=8 / 255, steps=1, step_size=2 / 255, distance="l2", tokens="pooled",
+                          generator=torch.Generator().manual_seed(3))
+    assert torch.equal(got, want) and not torch.equal(got, pooled)

@@ -157,6 +157,7 @@ log "local run: $T_LOCAL s"
 # -- compare -----------------------------------------------------------------------------------------------------
 digest() {
     (cd "$1" && find reports/metrics.json data/embeddings data/metrics data/downstream data/regression data/text \
+        data/dense data/task_attack data/dense_datasets \
         -type f | LC_ALL=C sort | xargs sha256sum)
 }
 if diff <(digest "$WORK/local") <(digest "$WORK/slurm") >"$WORK/diff.txt"; then

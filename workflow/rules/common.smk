@@ -9,7 +9,8 @@ _SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, _SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p))
 
-from embedrobust.config import all_models, canonical_json, finetune_runs, stage_config, validate
+from embedrobust.config import (all_models, canonical_json, dense_plan, finetune_runs, stage_config,
+                               task_attack_plan, validate)
 from embedrobust.stages import checkpoint_relpath
 
 # One validation, with one clear error (the schema is workflow/schemas/config.schema.yaml).
@@ -19,6 +20,9 @@ DATASETS = sorted(config["datasets"])
 # The models of params and the fine-tuned ones (finetune section): the same stages evaluate both.
 FINETUNED = finetune_runs(config)
 MODELS = sorted(all_models(config))
+# Dense tasks and task attacks: their own datasets x models (params sections dense, task_attack).
+DENSE = dense_plan(config)
+TASK_ATTACK = task_attack_plan(config)
 
 
 def _alternatives(names):
@@ -43,6 +47,14 @@ def stage_json(stage):
 def model_inputs(wildcards):
     """The fetched dataset, and the weights of a fine-tuned model."""
     inputs = {"index": f"data/datasets/{wildcards.dataset}/index.csv"}
+    if wildcards.model in FINETUNED:
+        inputs["weights"] = checkpoint_relpath(wildcards.model)
+    return inputs
+
+
+def dense_inputs(wildcards):
+    """The fetched dense dataset, and the weights of a fine-tuned model."""
+    inputs = {"index": f"data/dense_datasets/{wildcards.dataset}/index.csv"}
     if wildcards.model in FINETUNED:
         inputs["weights"] = checkpoint_relpath(wildcards.model)
     return inputs

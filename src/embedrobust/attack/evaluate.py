@@ -344,7 +344,8 @@ def evaluate_dense(
         options: see ``DENSE_DEFAULTS`` (head lr / train_steps candidates, batch sizes, attack steps / step_size,
             depth_loss, n_classes).
         seed: seeds head training, perturbations and attack starts.
-        family_options: family -> keyword options (``config.family_options``), bound as the embed stage does.
+        family_options: family -> keyword options (``config.family_options``), bound as the embed stage does;
+            ``embed_attack`` attacks the patch tokens (``tokens: patch``) unless its options say otherwise.
     Returns:
         One row per condition, then one per attack eps, with columns ``COLUMNS`` + ``head_lr``, ``head_steps``,
         ``val_metric``: task, kind (clean / perturbation / attack), family (``clean``, the perturbation family or
@@ -386,6 +387,9 @@ def evaluate_dense(
                      "metric": METRICS[task], "metric_value": score, "n_images": n_test, "target_aligned": aligned,
                      "head_lr": chosen["lr"], "head_steps": chosen["steps"], "val_metric": chosen["val_metric"]})
 
+    # EmbedAttack on a dense task pushes the patch tokens the head reads, not the pooled embedding (issue #8)
+    family_options = {**(family_options or {})}
+    family_options["embed_attack"] = {"tokens": "patch", **family_options.get("embed_attack", {})}
     for cond in _conditions(conditions):
         fn = _bind(cond, encoder, family_options)
         acc = _accumulator(task, n_classes, ignore)
@@ -448,20 +452,6 @@ def _pooled(encoder, images: Tensor, batch_size: int) -> np.ndarray:
     return torch.cat(parts).double().numpy() if parts else np.zeros((0, encoder.embed_dim))
 
 
-def _carve_val(labels: np.ndarray, train: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Positions (into ``train``) that become val: a seeded, per-class ``fraction`` (at least one image of a class
-    with two or more, never all of one)."""
-    rng = np.random.default_rng(derived_seed(seed, "classifier-val"))
-    chosen = []
-    for c in np.unique(labels[train]):
-        members = np.flatnonzero(labels[train] == c)
-        k = int(np.floor(len(members) * fraction + 0.5))
-        if len(members) >= 2 and fraction > 0:
-            k = min(max(k, 1), len(members) - 1)
-        chosen.append(rng.permutation(members)[:k])
-    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
-
-
 def select_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, Cs: Sequence[float],
                  max_iter: int = 1000) -> tuple[float, dict[float, float]]:
     """The C with the best val accuracy of a logistic regression on unit train embeddings (ties: smallest C),
@@ -495,8 +485,9 @@ def evaluate_classifier_attack(
         encoder: an ``embedrobust.models.Encoder``.
         images: (N, 3, H, W) uint8 or float in [0, 1], any size (the encoder's preprocessing applies).
         labels: (N,) int class labels.
-        split: (N,) strings ``train`` / ``val`` / ``test``; with no ``val`` image, a seeded ``val_fraction`` of
-            train (per class) becomes val.
+        split: (N,) strings ``train`` / ``val`` / ``test``; with no ``val`` image the probe is
+            ``downstream.LinearProbe`` (its seeded ``val_fraction`` carving, C chosen there, refit on train), the
+            probe the downstream stage reports.
         eps_levels: L-inf radii in [0, 1] pixel units (eps 0 gives the clean accuracy).
         options: see ``CLASSIFIER_DEFAULTS`` (C candidates, val_fraction, max_iter, batch_size, steps, step_size).
         seed: seeds the val carving and the PGD random starts.
@@ -516,18 +507,23 @@ def evaluate_classifier_attack(
     if bad:
         raise AttackError(f"unknown split values {bad}; expected train, val or test")
     train, val, test = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
-    if len(val) == 0:
-        carved = _carve_val(labels, train, float(opts["val_fraction"]), seed)
-        val, train = train[carved], np.delete(train, carved)
     if len(test) == 0 or len(np.unique(labels[train])) < 2:
         raise AttackError("the classifier attack needs test images and train images of at least two classes")
     bs = int(opts["batch_size"])
     log.info("classifier attack: embedding %d train, %d val, %d test images", len(train), len(val), len(test))
     emb = _pooled(encoder, images[np.concatenate([train, val])], bs)
-    x_tr, x_va = emb[: len(train)], emb[len(train):]
-    c, scores = select_probe(x_tr, labels[train], x_va, labels[val], _as_list(opts["C"]), int(opts["max_iter"]))
-    fit_idx = np.concatenate([train, val])
-    probe = _fit_logreg(_l2(emb), labels[fit_idx], c, int(opts["max_iter"]))
+    if len(val):
+        x_tr, x_va = emb[: len(train)], emb[len(train):]
+        c, scores = select_probe(x_tr, labels[train], x_va, labels[val], _as_list(opts["C"]), int(opts["max_iter"]))
+        probe = _fit_logreg(_l2(emb), labels[np.concatenate([train, val])], c, int(opts["max_iter"]))
+    else:
+        # No val split: the downstream stage's LinearProbe, same val carving (seeded) and tie rule, so the probe
+        # attacked here is the one whose clean accuracy the downstream stage reports.
+        from ..downstream.classifiers import LinearProbe
+
+        fitted = LinearProbe(emb, labels[train], int(labels.max()) + 1, _as_list(opts["C"]),
+                             float(opts["val_fraction"]), int(opts["max_iter"]), seed)
+        c, scores, probe = fitted.C, fitted.val_accuracy, fitted.model
     log.info("classifier attack: C=%g (val accuracy %s)", c, scores.get(c, "n/a"))
 
     device = encoder.device

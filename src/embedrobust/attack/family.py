@@ -21,17 +21,20 @@ NAME = "embed_attack"
 
 
 def embed_attack_family(images: Tensor, value: float, generator: torch.Generator, encoder=None,
-                        steps: int = STEPS, step_size: float | None = None, distance: str = "l2") -> Tensor:
+                        steps: int = STEPS, step_size: float | None = None, distance: str = "l2",
+                        tokens: str = "pooled") -> Tensor:
     """``fn(images, eps, generator, encoder=)`` for the registry: EmbedAttack at radius ``eps``.
 
-    ``steps``, ``step_size`` (default eps / 4) and ``distance`` (``l2`` | ``cosine``) are the family's options
-    (params: ``perturbations.families.embed_attack.options``).
+    ``steps``, ``step_size`` (default eps / 4), ``distance`` (``l2`` | ``cosine``) and ``tokens`` (``pooled``:
+    the stored CLS/pooled embedding, for global tasks; ``patch``: the patch tokens, for dense tasks, which
+    ``attack.evaluate_dense`` picks unless told otherwise) are the family's options (params:
+    ``perturbations.families.embed_attack.options``).
     """
     if encoder is None:
         raise PerturbationValueError(f"{NAME} attacks a model: call it with encoder=, as embed_conditions does")
     out = embed_attack(encoder, images, eps=value, steps=int(steps),
                        step_size=value / 4 if step_size is None else float(step_size), distance=distance,
-                       generator=generator, tokens="pooled")
+                       generator=generator, tokens=tokens)
     return out.to(images.device, images.dtype)
 
 

@@ -1,7 +1,7 @@
 """Datasets: sources that build ``index.csv``, the index itself, and robust image decoding."""
 
 from .decode import load_batch, load_image, resize_crop, resized_shape
-from .index import ImageDataset, class_names, read_index, resolve_files, write_index
+from .index import ImageDataset, class_names, load_labelled, read_index, resolve_files, write_index
 from .sources import fetch_dataset, list_sources
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "class_names",
     "fetch_dataset",
     "list_sources",
+    "load_labelled",
     "load_batch",
     "load_image",
     "read_index",

@@ -113,3 +113,12 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return resize_crop(load_image(self.files[i]), self.size), int(i)
+
+
+def load_labelled(index: pd.DataFrame, dataset_dir: Path | str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every row of ``index`` decoded as the embed stage decodes it (shorter side to ``size``, centre crop):
+    images uint8 (N, 3, size, size) and labels int64 (N,), in index order."""
+    ds = ImageDataset(index, dataset_dir, int(size))
+    images = (torch.stack([ds[i][0] for i in range(len(ds))]) if len(ds)
+              else torch.empty((0, 3, int(size), int(size)), dtype=torch.uint8))
+    return images, torch.tensor(index["label"].to_numpy(dtype="int64", copy=True))

@@ -106,13 +106,11 @@ def train_split(dataset_dir: str | Path, image_size: int) -> tuple[torch.Tensor,
     Decoded as the embed stage does (resize shorter side + centre crop to ``image_size``), so the fine-tuned
     model sees what the pipeline later evaluates it on. The test split is never read.
     """
-    from ..data import ImageDataset, class_names, read_index
+    from ..data import class_names, load_labelled, read_index
     from ..errors import DataError
 
     index = read_index(dataset_dir)
     train = index[index["split"] == "train"].reset_index(drop=True)
     if train.empty:
         raise DataError(f"{dataset_dir} has no train split to fine-tune on; set the dataset's test_fraction < 1")
-    ds = ImageDataset(train, dataset_dir, int(image_size))
-    images = torch.stack([ds[i][0] for i in range(len(ds))])
-    return images, torch.tensor(train["label"].to_numpy(dtype="int64", copy=True)), class_names(index)
+    return (*load_labelled(train, dataset_dir, image_size), class_names(index))

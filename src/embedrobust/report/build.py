@@ -162,6 +162,7 @@ def build_report(cfg: dict, root: Path, out: Path) -> Path:
     """Write the PDF at ``out`` and the collected DVC metrics at ``out.parent / 'metrics.json'``."""
     from ..embed import open_store
     from . import regression_figures as rf
+    from .attack_pages import attack_pages
 
     config = cfg["config"]
     datasets, models = list(config["datasets"]), list(all_models(config))
@@ -220,6 +221,7 @@ def build_report(cfg: dict, root: Path, out: Path) -> Path:
                         f"OLS of accuracy on robustness, {config['regression']['ci_level']:.0%} confidence intervals.\n"
                         f"Per-family fits, logistic fits and residual diagnostics: data/regression/{ds}/fits.csv")
         tuned = _finetune_pages(pdf, config, root, rob, outcomes)
+        worst = attack_pages(pdf, config, root, rob, outcomes, _text_pages, _table_page)
         provenance = []
         for (ds, m), attrs in stores.items():
             # The params hash names what built the store; dvc.lock holds the content hashes of every artifact.
@@ -232,6 +234,8 @@ def build_report(cfg: dict, root: Path, out: Path) -> Path:
     metrics = {ds: reg[ds]["summary"] for ds in datasets}
     if tuned:
         metrics["finetune"] = tuned
+    if worst:
+        metrics["attacks"] = worst
     metrics_file = out.parent / "metrics.json"
     stages.write_json(metrics, metrics_file)
     return out
