@@ -221,3 +221,21 @@ def test_attacked_probe_is_the_downstream_probe_unless_told_otherwise(tiny_confi
     assert opts == {"C": [1.0], "val_fraction": 0.3, "max_iter": 500, "steps": 2}
     tiny_config["task_attack"]["options"]["C"] = [0.1, 10.0]
     assert task_attack_plan(validate(tiny_config))["options"]["C"] == [0.1, 10.0]
+
+
+def test_cifar10_c_table_maps_severities_and_binds_severity_unit_families(tiny_config):
+    from embedrobust.config import family_options
+
+    tiny_config["perturbations"] = {"table": "cifar10-c", "families": {
+        "gaussian_noise": {"severities": [1, 5]}, "glass_blur": {"severities": [1]},
+        "embed_attack": {"levels": [0.01]}}}  # natural-unit levels need no table entry
+    cfg = validate(tiny_config)
+    assert [c.label for c in conditions(cfg)] == ["clean", "gaussian_noise@0.04", "gaussian_noise@0.1",
+                                                  "glass_blur@1", "embed_attack@0.01"]
+    assert family_options(cfg) == {"glass_blur": {"table": "cifar10-c"}}
+
+
+def test_a_family_missing_from_the_table_is_one_clear_error(tiny_config):
+    tiny_config["perturbations"] = {"table": "cifar10-c", "families": {"frost": {"severities": [1]}}}
+    with pytest.raises(ConfigError, match="perturbations.families.frost: frost: no 'cifar10-c' severity table"):
+        validate(tiny_config)

@@ -151,12 +151,14 @@ def families(config: dict) -> dict[str, list[float]]:
         if preset not in PRESETS:
             raise ConfigError(f"perturbations.presets: {unknown_name('preset', preset, list(PRESETS))}")
         for name in PRESETS[preset]:
-            out[name] = list(get_perturbation(name).severities)
+            out[name] = list(tabled(config, name, f"perturbations.presets.{preset}").severities)
     for name, spec in pert.get("families", {}).items():
         try:
             p = get_perturbation(name)
         except KeyError as exc:
             raise ConfigError(f"perturbations.families.{name}: {exc}") from None
+        if "levels" not in spec or p.unit == "severity":  # the table maps severities, or is read at call time
+            p = tabled(config, name, f"perturbations.families.{name}")
         if "levels" in spec:
             values = [float(v) for v in spec["levels"]]
         else:
@@ -165,6 +167,30 @@ def families(config: dict) -> dict[str, list[float]]:
             raise ConfigError(f"perturbations.families.{name}: repeated parameter values {values}; list each once.")
         out[name] = values
     return out
+
+
+def severity_table(config: dict) -> str:
+    """``perturbations.table``: whose severity table severities 1-5 read (``imagenet-c`` unless set)."""
+    return (config.get("perturbations") or {}).get("table") or "imagenet-c"
+
+
+def tabled(config: dict, name: str, where: str = "perturbations"):
+    """The registry's family ``name`` with the params' severity table (``perturbation.with_table``).
+
+    Raises:
+        ConfigError: the table has no entry for ``name``.
+    """
+    from .perturb import with_table
+    from .perturb.registry import PerturbationValueError
+
+    try:
+        return with_table(name, severity_table(config))
+    except PerturbationValueError as exc:
+        from .perturb import get_perturbation
+
+        fix = (f"give {name} as natural-unit levels" if get_perturbation(name).unit == "natural"
+               else f"drop {name}")
+        raise ConfigError(f"{where}: {exc}. Either {fix}, or drop perturbations.table.") from None
 
 
 def family_options(config: dict) -> dict[str, dict]:
@@ -189,6 +215,12 @@ def family_options(config: dict) -> dict[str, dict]:
                 hint = str(unknown_name(f"option of {name}", key, known)) if known else f"{name} takes no options."
                 raise ConfigError(f"perturbations.families.{name}.options: {hint}")
         out[name] = opts
+    table = severity_table(config)
+    if table != "imagenet-c":
+        # severity-unit families read their parameter tuples from the table when called: bind it like an option
+        for name in families(config):
+            if get_perturbation(name).unit == "severity":
+                out[name] = {"table": table, **out.get(name, {})}
     return out
 
 
@@ -244,8 +276,9 @@ def finetune_runs(config: dict) -> dict[str, dict]:
         spec = list(grid)
     if isinstance(spec, list):
         spec = {n: ({"levels": grid[n]} if n in grid else None) for n in spec}
+    table = severity_table(config)
     trained = {n: {"levels": list(v)} if not (v and v[0] == "range") else {"range": [v[1], v[2]]}
-               for n, v in resolve_families(spec).items()}
+               for n, v in resolve_families(spec, table).items()}
     options = {k: v for k, v in ft.items() if k not in FINETUNE_SWEEP}
     runs: dict[str, dict] = {}
     for base in bases:
@@ -257,7 +290,7 @@ def finetune_runs(config: dict) -> dict[str, dict]:
                 for fam, fams in groups:
                     name = f"{base}-ft-{method}-a{_alpha_label(alpha)}" + (f"-{fam}" if fam else "")
                     train = resolve_config({**options, **overrides, "method": method, "alpha": alpha,
-                                            "families": fams, "seed": config["seed"]})
+                                            "families": fams, "seed": config["seed"], "table": table})
                     train.pop("base")
                     train.pop("per_family")
                     if name in config["models"] or name in runs:

@@ -212,6 +212,21 @@ def test_sampler_range_draws_inside_range():
     assert min(vals) >= 0.1 and max(vals) <= 0.2 and len(set(vals)) > 1
 
 
+def test_sampler_reads_the_severity_table():
+    from embedrobust.finetune import resolve_families
+    from embedrobust.perturb import with_table
+
+    assert resolve_families(["gaussian_noise"], "cifar10-c") == {"gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10)}
+    s = PerturbationSampler({"glass_blur": {"levels": [1.0]}}, 1, seed=0, table="cifar10-c")
+    x = _images(2).float() / 255
+    (view,) = s.views(x, 0)
+    from embedrobust.finetune.sampler import _mix
+
+    want = with_table("glass_blur", "cifar10-c")(x, 1.0, torch.Generator().manual_seed(_mix(0, 0, 2, 0, 0)))
+    imagenet = PerturbationSampler({"glass_blur": {"levels": [1.0]}}, 1, seed=0).views(x, 0)[0]
+    assert torch.equal(view, want) and not torch.equal(imagenet, want)
+
+
 def test_batch_indices_cover_each_epoch_once():
     n, b = 10, 3
     idx = torch.cat([batch_indices(n, b, 0, t) for t in range(10)])  # 30 positions = 3 epochs

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
-from ..perturb import get_perturbation
+from ..perturb import get_perturbation, with_table
+from ..perturb.registry import DEFAULT_TABLE, PerturbationValueError
 
 
 def _mix(*ints: int) -> int:
@@ -19,12 +20,12 @@ def _mix(*ints: int) -> int:
     return h & 0x7FFFFFFFFFFFFFFF
 
 
-def resolve_families(spec) -> dict[str, tuple[float, ...] | tuple[str, float, float]]:
+def resolve_families(spec, table: str = DEFAULT_TABLE) -> dict[str, tuple[float, ...] | tuple[str, float, float]]:
     """Family name -> its levels (discrete values) or ``("range", lo, hi)`` (uniform in [lo, hi]).
 
-    ``spec`` is a list of names (each at the registry's severity 1-5 values) or a mapping name ->
-    ``{levels: [...]}`` | ``{severities: [1..5]}`` | ``{range: [lo, hi]}`` | None (registry severities), the same
-    form as ``perturbations.families`` in params.
+    ``spec`` is a list of names (each at severity 1-5 values) or a mapping name -> ``{levels: [...]}`` |
+    ``{severities: [1..5]}`` | ``{range: [lo, hi]}`` | None (severities 1-5), the same form as
+    ``perturbations.families`` in params; severities read the severity table ``table`` (``with_table``).
     """
     if isinstance(spec, (list, tuple)):
         spec = {name: None for name in spec}
@@ -38,6 +39,11 @@ def resolve_families(spec) -> dict[str, tuple[float, ...] | tuple[str, float, fl
         except KeyError as exc:
             raise ConfigError(f"finetune.families.{name}: {exc}") from None
         fam = fam or {}
+        if "levels" not in fam and "range" not in fam:
+            try:
+                p = with_table(name, table)
+            except PerturbationValueError as exc:
+                raise ConfigError(f"finetune.families.{name}: {exc}; give its levels instead") from None
         if "range" in fam:
             lo, hi = (float(v) for v in fam["range"])
             if not (p.bounds[0] <= lo <= hi <= p.bounds[1]):
@@ -72,13 +78,21 @@ class PerturbationSampler:
     function of (seed, t, images): resuming at step t reproduces them.
     """
 
-    def __init__(self, families, n_views: int = 2, per: str = "image", seed: int = 0) -> None:
+    def __init__(self, families, n_views: int = 2, per: str = "image", seed: int = 0,
+                 table: str = DEFAULT_TABLE) -> None:
         if per not in ("image", "batch"):
             raise ConfigError(f"finetune.sample_per must be 'image' or 'batch', got {per!r}")
         if int(n_views) < 1:
             raise ConfigError(f"finetune.views must be >= 1 (perturbed views per image), got {n_views!r}")
-        self.families = resolve_families(families)
+        self.families = resolve_families(families, table)
         self.names = list(self.families)
+        # severity-unit families read their parameters from the table when called; natural-unit ones only map
+        # severities to values through it, so they keep the registry's entry when the table lacks them
+        try:
+            self._fns = {n: (with_table(n, table) if get_perturbation(n).unit == "severity" else get_perturbation(n))
+                         for n in self.names}
+        except PerturbationValueError as exc:
+            raise ConfigError(f"finetune.families: {exc}") from None
         self.n_views, self.per, self.seed = int(n_views), per, int(seed)
 
     def _value(self, name: str, u: float, k: int) -> float:
@@ -118,7 +132,7 @@ class PerturbationSampler:
             for gi, (view, idx) in enumerate(sorted(groups.items(), key=lambda kv: kv[1][0])):
                 g = torch.Generator(device=images.device).manual_seed(_mix(self.seed, step, 2, v, gi))
                 sel = torch.tensor(idx, device=images.device)
-                out[v, sel] = get_perturbation(view.family)(images[sel], view.value, g).to(images.dtype)
+                out[v, sel] = self._fns[view.family](images[sel], view.value, g).to(images.dtype)
         return out
 
     def views(self, images: torch.Tensor, step: int) -> torch.Tensor:

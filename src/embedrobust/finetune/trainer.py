@@ -33,6 +33,7 @@ DEFAULTS: dict = {
     "alpha": 1.0,
     "utility": "cosine",
     "families": None,
+    "table": "imagenet-c",  # severity table of the families (params perturbations.table)
     "per_family": False,
     "views": 2,
     "sample_per": "image",
@@ -133,7 +134,7 @@ class Trainer:
         if families is None and c["method"] != "deacl":
             raise ConfigError("finetune.families is empty: name the perturbation families to train on, "
                               "e.g. families: [gaussian_noise, jpeg_compression]")
-        self.sampler = (PerturbationSampler(families, c["views"], c["sample_per"], c["seed"])
+        self.sampler = (PerturbationSampler(families, c["views"], c["sample_per"], c["seed"], c["table"])
                         if families is not None else None)
         self.text = None if text_embeddings is None else text_embeddings.float().to(self.device)
         self.fisher = [torch.zeros_like(p) for p in self.params] if c["grace_scaling"] == "fisher" else None

@@ -18,7 +18,7 @@ import yaml  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
 
 from .. import stages  # noqa: E402
-from ..config import all_models, families, family_options, finetune_runs  # noqa: E402
+from ..config import all_models, families, family_options, finetune_runs, severity_table  # noqa: E402
 
 PAGE = (8.27, 11.69)  # A4 portrait, inches
 LINES_PER_PAGE = 70
@@ -192,7 +192,7 @@ def build_report(cfg: dict, root: Path, out: Path) -> Path:
         from ..perturb import get_perturbation
 
         opts = family_options(config)
-        _text_pages(pdf, "Perturbations", "\n".join(
+        _text_pages(pdf, "Perturbations", f"severity table: {severity_table(config)}\n\n" + "\n".join(
             f"{name}\n  parameter: {p.param}\n  values: {', '.join(f'{v:g}' for v in values)}\n"
             + (f"  options: {json.dumps(opts[name], sort_keys=True)}\n" if name in opts else "")
             + f"  {p.description}\n  reference: {p.reference}\n"
