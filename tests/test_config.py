@@ -25,6 +25,19 @@ def test_full_study_config_is_valid():
     assert any(m["pretrained"] not in (None, "none") for m in cfg["models"].values())
 
 
+def test_ssl_benchmark_config_runs_the_benchmarks_attacks_at_8_over_255():
+    from embedrobust.config import dense_plan, task_attack_plan
+
+    cfg = load_params(REPO / "config" / "ssl_benchmark.yaml")
+    eps = 8 / 255
+    assert [c.label for c in conditions(cfg)] == ["clean", f"embed_attack@{eps:g}"]
+    dense, ta = dense_plan(cfg), task_attack_plan(cfg)
+    assert sorted(dense["datasets"]) == ["ade20k", "cityscapes", "nyu", "voc"] and dense["eps"] == [eps]
+    assert sorted(ta["datasets"]) == ["cifar10", "cifar100", "stl10"] and ta["eps"] == [eps]
+    assert ta["options"]["steps"] == dense["options"]["steps"] == 20
+    assert len(ta["models"]) == len(dense["models"]) == 4  # every model of the list, not only the first
+
+
 def test_defaults_are_filled(tiny_config):
     del tiny_config["embed"]
     cfg = validate(tiny_config)
