@@ -102,15 +102,8 @@ def _run_stage(args) -> None:
         cfgs = [json.loads(args.stage_config)]
     else:
         cfgs = _targets(args, load_params(args.params))
-    # dvc.yaml declares data/text and data/models as outputs, which must exist even when no model has a text tower
-    # or nothing is fine-tuned.
-    if args.command == "text":
-        stages.text_dir(args.root).mkdir(parents=True, exist_ok=True)
-    if args.command == "finetune":
-        stages.models_dir(args.root).mkdir(parents=True, exist_ok=True)
-    if args.command in PLANNED:  # likewise, when the section is off
-        out = {"fetch_dense": "dense_datasets", "dense": "dense", "task_attack": "task_attack"}[args.command]
-        (args.root / "data" / out).mkdir(parents=True, exist_ok=True)
+    if args.command in stages.DECLARED_DIRS:
+        stages.DECLARED_DIRS[args.command](args.root).mkdir(parents=True, exist_ok=True)
     for cfg in cfgs:
         if args.command == "embed":
             stages.embed(cfg, args.root, progress=not args.no_progress)

@@ -420,14 +420,15 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
     None where the stage does not apply (``text`` for a model without a text tower).
     """
     seed = config["seed"]
+
+    def one(ds: str | None = dataset) -> dict:  # one model on one dataset, on the configured device
+        return {"seed": seed, "device": config.get("device", "auto"), "dataset": ds, "model": model}
+
     if stage == "fetch":
         return {"seed": seed, "dataset": dataset, "datasets": {dataset: config["datasets"][dataset]}}
     if stage == "embed":
         return {
-            "seed": seed,
-            "device": config.get("device", "auto"),
-            "dataset": dataset,
-            "model": model,
+            **one(),
             "datasets": {dataset: config["datasets"][dataset]},
             "models": {model: model_spec(config, model)},
             "perturbations": config["perturbations"],
@@ -439,10 +440,7 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
         if spec["library"] != "open_clip" or "zero_shot" not in tasks:
             return None  # no text tower, or zero-shot not asked for
         return {
-            "seed": seed,
-            "device": config.get("device", "auto"),
-            "dataset": dataset,
-            "model": model,
+            **one(),
             "models": {model: spec},
             "templates": config["downstream"].get("zero_shot", {}).get("templates", "imagenet"),
         }
@@ -455,26 +453,21 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
     if stage == "finetune":
         run = finetune_runs(config)[model]
         return {
-            "seed": seed,
-            "device": config.get("device", "auto"),
-            "dataset": run["dataset"],
-            "model": model,
+            **one(run["dataset"]),
             "datasets": {run["dataset"]: config["datasets"][run["dataset"]]},
             "models": {run["base"]: config["models"][run["base"]]},
             "run": run,
         }
     if stage == "fetch_dense":
         return {"seed": seed, "dataset": dataset, "dense_datasets": {dataset: config["dense"]["datasets"][dataset]}}
-    # one model on one dataset, on the configured device
-    one = {"seed": seed, "device": config.get("device", "auto"), "dataset": dataset, "model": model}
     if stage == "dense":
         plan = dense_plan(config)
-        return {**one, "dense_datasets": {dataset: plan["datasets"][dataset]},
+        return {**one(), "dense_datasets": {dataset: plan["datasets"][dataset]},
                 "models": {model: model_spec(config, model)},
                 **{k: plan[k] for k in ("conditions", "family_options", "eps", "options")}}
     if stage == "task_attack":
         plan = task_attack_plan(config)
-        return {**one, "datasets": {dataset: config["datasets"][dataset]}, "models": {model: model_spec(config, model)},
+        return {**one(), "datasets": {dataset: config["datasets"][dataset]}, "models": {model: model_spec(config, model)},
                 "eps": plan["eps"], "options": plan["options"]}
     if stage == "report":
         # The report prints the whole config as provenance, so it reads all of it.

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .config import conditions
-from .models.spec import rooted
+from .models.spec import resolved
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +62,34 @@ def downstream_path(root: Path, dataset: str, model: str) -> Path:
     return root / "data" / "downstream" / dataset / f"{model}.parquet"
 
 
+def dense_datasets_dir(root: Path) -> Path:
+    return root / "data" / "dense_datasets"
+
+
 def dense_dataset_dir(root: Path, dataset: str) -> Path:
-    return root / "data" / "dense_datasets" / dataset
+    return dense_datasets_dir(root) / dataset
+
+
+def dense_dir(root: Path) -> Path:
+    return root / "data" / "dense"
 
 
 def dense_path(root: Path, dataset: str, model: str) -> Path:
-    return root / "data" / "dense" / dataset / f"{model}.parquet"
+    return dense_dir(root) / dataset / f"{model}.parquet"
+
+
+def task_attack_dir(root: Path) -> Path:
+    return root / "data" / "task_attack"
 
 
 def task_attack_path(root: Path, dataset: str, model: str) -> Path:
-    return root / "data" / "task_attack" / dataset / f"{model}.parquet"
+    return task_attack_dir(root) / dataset / f"{model}.parquet"
+
+
+# The output directory dvc.yaml declares for stages that may have nothing to write (no CLIP model, nothing
+# fine-tuned, a section turned off): it must exist all the same.
+DECLARED_DIRS = {"text": text_dir, "finetune": models_dir, "fetch_dense": dense_datasets_dir, "dense": dense_dir,
+                 "task_attack": task_attack_dir}
 
 
 def regression_dir(root: Path, dataset: str) -> Path:
@@ -106,8 +124,7 @@ def finetune(cfg: dict, root: Path) -> Path:
         log.info("%s is trained for these params; nothing to do", out)
         return out
     images, labels, names = train_split(dataset_dir(root, ds), cfg["datasets"][ds].get("image_size", 224))
-    spec = rooted(dict(cfg["models"][run["base"]]), root)
-    spec.setdefault("seed", cfg["seed"])
+    spec = resolved(cfg["models"][run["base"]], root, cfg["seed"])
     log.info("fine-tuning %s -> %s: method %s, alpha %g, %d train images of %s, families %s", run["base"], model,
              run["method"], run["alpha"], len(images), ds, ", ".join(run["train"]["families"] or ["(PGD only)"]))
     return train_finetuned(spec, run["train"], images, out.parent, labels=labels, class_names=names,
@@ -126,8 +143,7 @@ def _encoder(cfg: dict, root: Path):
     from .embed.run import resolve_device
     from .models import create_encoder
 
-    spec = rooted(dict(cfg["models"][cfg["model"]]), root)
-    spec.setdefault("seed", cfg["seed"])
+    spec = resolved(cfg["models"][cfg["model"]], root, cfg["seed"])
     return create_encoder(spec, device=resolve_device(cfg.get("device", "auto")))
 
 
@@ -214,13 +230,12 @@ def dense(cfg: dict, root: Path) -> Path:
     """Segmentation mIoU / depth RMSE of a linear head on the frozen model: clean, under the grid's conditions
     and under SegPGD / DepthPGD at each eps, on the whole test split -> data/dense/<dataset>/<model>.parquet."""
     from .attack.evaluate import ATTACKS, evaluate_dense
-    from .data.dense import load_dense, read_dense_index
+    from .data.dense import load_dense
 
     ds, model = cfg["dataset"], cfg["model"]
-    src = dense_dataset_dir(root, ds)
-    _, meta = read_dense_index(src)
     size = int(cfg["dense_datasets"][ds].get("image_size", 224))
-    data = {split: load_dense(src, split, size) for split in ("train", "val", "test")}
+    data = {split: load_dense(dense_dataset_dir(root, ds), split, size) for split in ("train", "val", "test")}
+    meta = data["test"][2]
     log.info("dense %s (%s) x %s: %s train / %s val / %s test images, %d conditions, eps %s", ds, meta["task"], model,
              *(len(data[s][0]) for s in ("train", "val", "test")), len(cfg["conditions"]), cfg["eps"])
     conds = [(f, math.nan if v is None else v) for f, v in cfg["conditions"]]

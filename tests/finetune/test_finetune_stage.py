@@ -56,6 +56,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     (out / "checkpoint.params_sha256").write_text("x")
     resumed = torch.load(train_finetuned(SPEC, TRAIN, _images(), out, fingerprint="x"))
     assert all(torch.equal(full[k], resumed[k]) for k in full)
+    # the loss log runs from step 0, the killed run's row included
+    assert [json.loads(r)["step"] for r in (out / "log.jsonl").read_text().splitlines()] == [0, 1]
+    assert (out / "log.jsonl").read_text() == (tmp_path / "full" / "log.jsonl").read_text()
 
 
 def test_checkpoint_of_other_params_is_not_resumed(tmp_path):

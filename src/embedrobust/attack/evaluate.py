@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import Condition
+from ..downstream.classifiers import LinearProbe, fit_logistic, l2_normalise, select_c
 from .dense import LinearDepthHead, LinearSegHead, dense_forward
 from .features import features_and_tokens, pooled_features
 from .pgd import STEP_SIZE, STEPS, AttackError, depthpgd, pgd_classifier, segpgd
@@ -90,14 +91,6 @@ def _conditions(conditions: Sequence) -> list[Condition]:
     if not out or not out[0].is_clean:
         out = [Condition("clean", math.nan), *[c for c in out if not c.is_clean]]
     return out
-
-
-def _bind(cond: Condition, encoder, options: Mapping | None = None):
-    """The perturbation callable of a condition (``encoder=`` and the family's options bound, as the embed
-    stage binds them); None for clean."""
-    from ..embed.run import bind_perturbations
-
-    return bind_perturbations([cond], encoder, dict(options or {}))[0]
 
 
 # ---------------------------------------------------------------------------------------------------- targets
@@ -247,16 +240,20 @@ def fit_select_head(encoder, task: str, train: tuple[Tensor, Tensor], val: tuple
     p_va, t_va = _cached_features(encoder, x_va, int(opts["batch_size"])) if x_va.shape[0] else (None, None)
     y_tr_dev = y_tr.to(device)
 
+    # The start every candidate trains from (zero weights, feature statistics of the train set), built once:
+    # the statistics pass over the cached features is as large as the features themselves.
+    if task == "segmentation":
+        start = LinearSegHead(t_tr.shape[1], n_classes)
+        start.norm.fit(t_tr)
+    else:
+        start = LinearDepthHead(p_tr.shape[1], t_tr.shape[1])
+        start.norm.fit(LinearDepthHead.concat(p_tr, t_tr))
+        with torch.no_grad():  # start at the constant predictor (mean train depth)
+            start.proj.bias.fill_(float(y_tr[y_tr > 0].mean()))
+    start = start.to(device)
+
     def new_head():
-        if task == "segmentation":
-            head = LinearSegHead(t_tr.shape[1], n_classes)
-            head.norm.fit(t_tr)
-        else:
-            head = LinearDepthHead(p_tr.shape[1], t_tr.shape[1])
-            head.norm.fit(LinearDepthHead.concat(p_tr, t_tr))
-            with torch.no_grad():  # start at the constant predictor (mean train depth)
-                head.proj.bias.fill_(float(y_tr[y_tr > 0].mean()))
-        return head.to(device)
+        return copy.deepcopy(start)
 
     def loss(head, b):
         out = head(p_tr[b].to(device), t_tr[b].to(device), size)
@@ -353,6 +350,8 @@ def evaluate_dense(
         metric (``miou`` / ``rmse``), metric_value, n_images (test images), target_aligned. ``df.attrs["selection"]``
         lists every head candidate's val score.
     """
+    from ..embed.run import bind_perturbations  # the embed stage's binding: encoder= and family options
+
     if task not in METRICS:
         raise AttackError(f"task must be 'segmentation' or 'depth', got {task!r}")
     opts = _options(DENSE_DEFAULTS, options)
@@ -368,12 +367,12 @@ def evaluate_dense(
     x_te, y_te = _resize_to(encoder, *_split_data(data, "test"))
     if task == "segmentation" and n_classes is None:
         n_classes = int(train[1][train[1] != ignore].max()) + 1
+    device, bs, n_test = encoder.device, int(opts["batch_size"]), int(x_te.shape[0])
+    if n_test == 0:  # before the head search, which is the costly part
+        raise AttackError("the test split is empty; nothing to evaluate")
     head, selection = fit_select_head(encoder, task, train, val, n_classes, opts, seed)
     chosen = next(s for s in selection if s["selected"])
     forward = dense_forward(encoder, head)
-    device, bs, n_test = encoder.device, int(opts["batch_size"]), int(x_te.shape[0])
-    if n_test == 0:
-        raise AttackError("the test split is empty; nothing to evaluate")
 
     def predict(x: Tensor) -> Tensor:
         with torch.no_grad():
@@ -390,8 +389,8 @@ def evaluate_dense(
     # EmbedAttack on a dense task pushes the patch tokens the head reads, not the pooled embedding (issue #8)
     family_options = {**(family_options or {})}
     family_options["embed_attack"] = {"tokens": "patch", **family_options.get("embed_attack", {})}
-    for cond in _conditions(conditions):
-        fn = _bind(cond, encoder, family_options)
+    conds = _conditions(conditions)
+    for cond, fn in zip(conds, bind_perturbations(conds, encoder, family_options)):
         acc = _accumulator(task, n_classes, ignore)
         aligned = True
         for b in _batches(n_test, bs):
@@ -430,22 +429,6 @@ def evaluate_dense(
 # ---------------------------------------------------------------------------------------------------- classifier
 
 
-def _l2(x: np.ndarray) -> np.ndarray:
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0)
-
-
-def _fit_logreg(x: np.ndarray, y: np.ndarray, c: float, max_iter: int):
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return LogisticRegression(C=c, max_iter=max_iter, solver="lbfgs").fit(x, y)
-
-
 @torch.no_grad()
 def _pooled(encoder, images: Tensor, batch_size: int) -> np.ndarray:
     parts = [pooled_features(encoder, _as_float(images[b])).cpu() for b in _batches(images.shape[0], batch_size)]
@@ -461,9 +444,7 @@ def select_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_
         return Cs[0], {}
     if len(y_val) == 0:
         raise AttackError(f"choosing C among {Cs} needs val images; give a single C or a val split")
-    scores = {c: float(np.mean(_fit_logreg(_l2(x_train), y_train, c, max_iter).predict(_l2(x_val)) == y_val))
-              for c in Cs}
-    return max(Cs, key=lambda c: (scores[c], -c)), scores
+    return select_c(l2_normalise(x_train), y_train, l2_normalise(x_val), y_val, Cs, max_iter)
 
 
 def evaluate_classifier_attack(
@@ -515,19 +496,17 @@ def evaluate_classifier_attack(
     if len(val):
         x_tr, x_va = emb[: len(train)], emb[len(train):]
         c, scores = select_probe(x_tr, labels[train], x_va, labels[val], _as_list(opts["C"]), int(opts["max_iter"]))
-        probe = _fit_logreg(_l2(emb), labels[np.concatenate([train, val])], c, int(opts["max_iter"]))
+        probe = fit_logistic(l2_normalise(emb), labels[np.concatenate([train, val])], c, int(opts["max_iter"]))
     else:
         # No val split: the downstream stage's LinearProbe, same val carving (seeded) and tie rule, so the probe
         # attacked here is the one whose clean accuracy the downstream stage reports.
-        from ..downstream.classifiers import LinearProbe
-
         fitted = LinearProbe(emb, labels[train], int(labels.max()) + 1, _as_list(opts["C"]),
                              float(opts["val_fraction"]), int(opts["max_iter"]), seed)
         c, scores, probe = fitted.C, fitted.val_accuracy, fitted.model
     log.info("classifier attack: C=%g (val accuracy %s)", c, scores.get(c, "n/a"))
 
     device = encoder.device
-    n_classes = int(max(labels.max(), probe.classes_.max())) + 1
+    n_classes = int(labels.max()) + 1  # probe.classes_ is a subset of the labels
     coef = torch.as_tensor(probe.coef_, dtype=torch.float32, device=device)
     intercept = torch.as_tensor(probe.intercept_, dtype=torch.float32, device=device)
     if coef.shape[0] == 1:  # binary: sklearn scores classes_[1] against classes_[0]

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from ..errors import DataError
-from .decode import load_image, resize_crop
+from .decode import load_batch, load_image, resize_crop
 
 COLUMNS = ["image", "file", "label", "class_name", "split"]
 SPLITS = ("train", "test")
@@ -118,7 +118,5 @@ class ImageDataset(torch.utils.data.Dataset):
 def load_labelled(index: pd.DataFrame, dataset_dir: Path | str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Every row of ``index`` decoded as the embed stage decodes it (shorter side to ``size``, centre crop):
     images uint8 (N, 3, size, size) and labels int64 (N,), in index order."""
-    ds = ImageDataset(index, dataset_dir, int(size))
-    images = (torch.stack([ds[i][0] for i in range(len(ds))]) if len(ds)
-              else torch.empty((0, 3, int(size), int(size)), dtype=torch.uint8))
+    images = load_batch(resolve_files(index, dataset_dir), int(size))
     return images, torch.tensor(index["label"].to_numpy(dtype="int64", copy=True))

@@ -44,6 +44,27 @@ class ZeroShot:
         return logits, np.zeros_like(logits), z / z.sum(axis=1, keepdims=True)
 
 
+def fit_logistic(x: np.ndarray, y: np.ndarray, c: float, max_iter: int):
+    """Multinomial logistic regression (lbfgs) of ``y`` on ``x`` at inverse regularisation ``c``."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=c, max_iter=max_iter, solver="lbfgs")
+    with warnings.catch_warnings():
+        # a C that does not converge within max_iter is still a valid candidate; validation judges it
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(x, y)
+
+
+def select_c(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, Cs,
+             max_iter: int) -> tuple[float, dict[float, float]]:
+    """The C with the best val accuracy (ties: the smallest C, the strongest regularisation) and every C's val
+    accuracy, for ``fit_logistic`` on unit embeddings ``x_train`` (n, D) / ``x_val`` (m, D)."""
+    Cs = sorted(float(c) for c in Cs)
+    scores = {c: float(np.mean(fit_logistic(x_train, y_train, c, max_iter).predict(x_val) == y_val)) for c in Cs}
+    return max(Cs, key=lambda c: (scores[c], -c)), scores
+
+
 class LinearProbe:
     """Multinomial logistic regression on unit clean train embeddings, C chosen on a seeded validation split.
 
@@ -82,22 +103,9 @@ class LinearProbe:
                     "too few clean train images to carve a validation split for the linear probe; add train "
                     "images, give a single C in downstream.linear_probe.C, or lower val_fraction."
                 )
-            for c in self.Cs:
-                model = self._fit(x[tr], y[tr], c)
-                self.val_accuracy[c] = float(np.mean(model.predict(x[va]) == y[va]))
-            best = max(self.Cs, key=lambda c: (self.val_accuracy[c], -c))
+            best, self.val_accuracy = select_c(x[tr], y[tr], x[va], y[va], self.Cs, max_iter)
         self.C = best
-        self.model = self._fit(x, y, best)
-
-    def _fit(self, x, y, c):
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression
-
-        model = LogisticRegression(C=c, max_iter=self.max_iter, solver="lbfgs")
-        with warnings.catch_warnings():
-            # a C that does not converge within max_iter is still a valid candidate; validation judges it
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return model.fit(x, y)
+        self.model = fit_logistic(x, y, best, max_iter)
 
     def scores(self, x: np.ndarray):
         x = l2_normalise(x)

@@ -114,13 +114,12 @@ def run_embed(stage_cfg: dict, dataset_dir: Path, out_path: Path, progress: bool
 
     from ..data import ImageDataset, class_names, read_index
     from ..models import create_encoder
-    from ..models.spec import rooted
+    from ..models.spec import resolved
 
     seed = stage_cfg["seed"]
     ds_name, model_name = stage_cfg["dataset"], stage_cfg["model"]
     ds_cfg = stage_cfg["datasets"][ds_name]
-    model_spec = rooted(dict(stage_cfg["models"][model_name]), root)
-    model_spec.setdefault("seed", seed)
+    model_spec = resolved(stage_cfg["models"][model_name], root, seed)
     emb_cfg = stage_cfg["embed"]
     conds = conditions(stage_cfg)
     device = resolve_device(stage_cfg.get("device", "auto"))

@@ -62,9 +62,6 @@ def train_finetuned(
     if ckpt.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
         log.info("%s was left by other params; starting over", ckpt)
         shutil.rmtree(ckpt)
-        steps_log.unlink(missing_ok=True)
-    if not ckpt.exists():
-        steps_log.unlink(missing_ok=True)  # its rows belong to a run that cannot be resumed
     stamp.write_text(fingerprint)
 
     cfg = resolve_config(train)
@@ -78,10 +75,10 @@ def train_finetuned(
     start = time.perf_counter()
     rows = trainer.fit(images, labels=labels, checkpoint_dir=ckpt)
     seconds = time.perf_counter() - start
-    with open(steps_log, "a") as fh:  # appended: a resumed run continues the rows of the killed one
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-    all_rows = [json.loads(line) for line in steps_log.read_text().splitlines() if line.strip()]
+    # every row since step 0: the checkpoint carries a killed run's rows into the resumed one
+    tmp_log = steps_log.with_name(steps_log.name + ".tmp")
+    tmp_log.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    os.replace(tmp_log, steps_log)
     weights = trainer.save_weights(out_dir / "model.pt")
     manifest = {
         "params_sha256": fingerprint,
@@ -89,8 +86,8 @@ def train_finetuned(
         "train": cfg,
         "steps": trainer.step,
         "seconds_this_process": round(seconds, 3),
-        "first_step": all_rows[0] if all_rows else None,
-        "last_step": all_rows[-1] if all_rows else None,
+        "first_step": rows[0] if rows else None,
+        "last_step": rows[-1] if rows else None,
     }
     tmp = out_dir / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")

@@ -139,6 +139,7 @@ class Trainer:
         self.text = None if text_embeddings is None else text_embeddings.float().to(self.device)
         self.fisher = [torch.zeros_like(p) for p in self.params] if c["grace_scaling"] == "fisher" else None
         self.step = 0
+        self.log: list[dict[str, float]] = []  # loss terms per step since step 0; checkpoints carry it
         self.std: Tensor | None = None  # (D,) spread of the original unit embeddings (``whitened`` utility)
 
     def fit_whitening(self, data) -> Tensor:
@@ -312,12 +313,13 @@ class Trainer:
     def fit(self, data, labels: Tensor | None = None, checkpoint_dir: str | Path | None = None,
             resume: bool = True) -> list[dict[str, float]]:
         """Train up to ``steps`` steps (resuming from ``checkpoint_dir`` when it holds a checkpoint), saving a
-        checkpoint every ``checkpoint_every`` steps and at the end. Returns one dict of loss terms per step."""
+        checkpoint every ``checkpoint_every`` steps and at the end. Returns one dict of loss terms per step, from
+        step 0 (a resumed run's rows continue those of the run that wrote the checkpoint)."""
         if checkpoint_dir is not None and resume and (Path(checkpoint_dir) / _STATE).is_file():
             self.load_checkpoint(checkpoint_dir)
         if self.cfg["utility"] == "whitened" and self.std is None and self.cfg["method"] != "deacl":
             self.fit_whitening(data)
-        log: list[dict[str, float]] = []
+        log = self.log
         every = int(self.cfg["checkpoint_every"] or 0)
         if self.step < self.cfg["steps"]:
             report = max(1, self.cfg["steps"] // 10)
@@ -346,6 +348,7 @@ class Trainer:
             "params": {n: named[n].detach().cpu().clone() for n in self.names},
             "optimizer": self.optimizer.state_dict(),
             "fisher": None if self.fisher is None else [f.cpu() for f in self.fisher],
+            "log": self.log,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
@@ -376,6 +379,7 @@ class Trainer:
         if state["rng_cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.step = int(state["step"])
+        self.log = list(state.get("log") or [])
 
     def save_weights(self, path: str | Path) -> Path:
         """Save the fine-tuned model's full state dict (LoRA merged) for the model spec's ``checkpoint:`` key."""

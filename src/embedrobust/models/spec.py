@@ -66,15 +66,18 @@ def normalise_spec(spec: dict) -> dict:
     return out
 
 
-def rooted(spec: dict, root) -> dict:
-    """``spec`` with a relative ``checkpoint`` resolved against the project root ``root`` (not the cwd); params
-    keep the relative form so artifacts do not depend on where the project lives."""
+def resolved(spec: dict, root, seed: int) -> dict:
+    """A copy of ``spec`` ready to build: a relative ``checkpoint`` resolved against the project root ``root`` (not
+    the cwd; params keep the relative form so artifacts do not depend on where the project lives), and ``seed``
+    (random-init weights) defaulting to the study's."""
     import os
 
-    ckpt = spec.get("checkpoint")
+    out = dict(spec)
+    out.setdefault("seed", seed)
+    ckpt = out.get("checkpoint")
     if root is not None and ckpt and not os.path.isabs(ckpt):
-        return {**spec, "checkpoint": os.path.join(str(root), ckpt)}
-    return spec
+        out["checkpoint"] = os.path.join(str(root), ckpt)
+    return out
 
 
 def did_you_mean(name: str, known: list[str]) -> str:

@@ -44,8 +44,9 @@ def map_images(fn, images: torch.Tensor, *per_image, step: int | None = None) ->
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Float [0, 1] -> uint8 with round-half-to-even, as a saved image would be."""
-    return (images * 255.0).round().clamp(0, 255).to(torch.uint8)
+    """Float [0, 1] -> uint8 with round-half-to-even, as a saved image would be (float32 arithmetic, in place on
+    one temporary, in the input's memory layout and on its device)."""
+    return (images.to(torch.float32) * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def boundary_index(i: torch.Tensor, n: int, mode: str) -> torch.Tensor:
@@ -216,16 +217,6 @@ def zoom_matrix(n: int, z: float, keep: int | None = None) -> tuple[torch.Tensor
     m.index_put_((rows, i0 - lo), 1.0 - t, accumulate=True)
     m.index_put_((rows, i1 - lo), t, accumulate=True)
     return m, lo
-
-
-def interp_axis(x: torch.Tensor, dim: int, i0: torch.Tensor, i1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """(1 - t) * x[i0] + t * x[i1] along ``dim`` (t broadcast along that axis)."""
-    shape = [1] * x.ndim
-    shape[dim] = -1
-    t = t.to(device=x.device, dtype=x.dtype).view(shape)
-    a = x.index_select(dim, i0.to(x.device))
-    b = x.index_select(dim, i1.to(x.device))
-    return a + t * (b - a)
 
 
 @functools.lru_cache(maxsize=64)

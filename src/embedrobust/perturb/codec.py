@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ._ops import to_uint8  # noqa: F401  (re-exported)
+from ._ops import to_uint8
 from .registry import register
 
 
@@ -33,10 +33,9 @@ def jpeg_compression(images: torch.Tensor, value: float, generator: torch.Genera
 def pil_roundtrip(images: torch.Tensor, fmt: str, quality: int) -> torch.Tensor:
     """Encode each image of (N, 3, H, W) with Pillow in ``fmt`` at ``quality`` and decode it back."""
     n, _, h, w = images.shape
-    # to_uint8, in place on one temporary (in the input's memory layout); HWC rows for Pillow (no copy when the
-    # batch is channels-last already)
-    u8 = (images.detach().to("cpu", torch.float32) * 255.0).round_().clamp_(0, 255).to(torch.uint8)
-    u8 = u8.permute(0, 2, 3, 1).contiguous().numpy()
+    # quantised on the input's device, so a GPU batch crosses the bus as uint8; HWC rows for Pillow (no copy when
+    # the batch is channels-last already)
+    u8 = to_uint8(images.detach()).cpu().permute(0, 2, 3, 1).contiguous().numpy()
     out = np.empty((n, h, w, 3), dtype=np.uint8)
     for i in range(n):
         buf = io.BytesIO()

@@ -289,10 +289,8 @@ def with_table(name: str, table: str) -> Perturbation:
     result has spatial scale 1: apply it to images of that size, not through ``scaled``.
     """
     p = get_perturbation(name)
-    if table == p.table:
+    if table == p.table:  # the registry's entries carry the default table
         return p
-    if table == DEFAULT_TABLE:
-        return _REGISTRY[p.name]
     if p.name not in TABLES.get(table, {}):
         have = sorted(TABLES.get(table, {}))
         raise PerturbationValueError(

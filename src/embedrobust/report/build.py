@@ -110,15 +110,17 @@ def _finetune_pages(pdf: PdfPages, config: dict, root: Path, rob: pd.DataFrame, 
     runs = finetune_runs(config)
     if not runs:
         return {}
-    drift = {}
-    for ds in config["datasets"]:
-        for name, run in runs.items():
-            emb = []
-            for m in (run["base"], name):
-                s = open_store(stages.store_path(root, ds, m))
-                test = s["split"].values.astype(str) == "test"
-                emb.append(s["embedding"].sel(condition="clean").values[test])
-            drift[(ds, name)] = compare.embedding_drift(*emb)
+    clean: dict[tuple[str, str], np.ndarray] = {}  # a base is compared with each of its runs: read it once
+
+    def clean_test(ds: str, m: str) -> np.ndarray:
+        if (ds, m) not in clean:
+            s = open_store(stages.store_path(root, ds, m))
+            test = s["split"].values.astype(str) == "test"
+            clean[(ds, m)] = s["embedding"].sel(condition="clean").values[test]
+        return clean[(ds, m)]
+
+    drift = {(ds, name): compare.embedding_drift(clean_test(ds, run["base"]), clean_test(ds, name))
+             for ds in config["datasets"] for name, run in runs.items()}
     change = compare.robustness_change(runs, list(families(config)), rob)
     util = compare.utility_change(runs, outcomes, drift)
     curve = compare.tradeoff(runs, change, util)
