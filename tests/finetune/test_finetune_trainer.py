@@ -227,6 +227,12 @@ def test_sampler_reads_the_severity_table():
     assert torch.equal(view, want) and not torch.equal(imagenet, want)
 
 
+def test_a_family_missing_from_the_table_says_what_helps():
+    with pytest.raises(ConfigError, match="frost: no 'cifar10-c' severity table.*; drop it, or drop perturbations"):
+        PerturbationSampler(["frost"], 1, table="cifar10-c")  # severity unit: levels would not help
+    assert PerturbationSampler({"embed_attack": {"levels": [0.01]}}, 1, table="cifar10-c").families
+
+
 def test_batch_indices_cover_each_epoch_once():
     n, b = 10, 3
     idx = torch.cat([batch_indices(n, b, 0, t) for t in range(10)])  # 30 positions = 3 epochs
@@ -258,6 +264,19 @@ def test_dataloader_input_is_cycled_until_steps():
     tr = _trainer(steps=3, views=1, train_blocks=1)
     log = tr.fit(loader)
     assert [row["step"] for row in log] == [0, 1, 2] and tr.step == 3
+
+
+def test_whitening_uses_a_seeded_subset_not_the_first_images(monkeypatch):
+    import embedrobust.finetune.trainer as trainer_mod
+    from embedrobust.finetune import batch_indices
+
+    monkeypatch.setattr(trainer_mod, "WHITEN_IMAGES", 4)
+    base, x = _encoder(VIT), _images(8)
+    std = _trainer(utility="whitened").fit_whitening(x)
+    subset = x[batch_indices(8, 4, 0, 0)]
+    want = F.normalize(base.encode_image(subset.float() / 255).double(), dim=-1).std(0)
+    first = F.normalize(base.encode_image(x[:4].float() / 255).double(), dim=-1).std(0)
+    assert torch.allclose(std.double(), want, atol=1e-5) and not torch.allclose(std.double(), first, atol=1e-5)
 
 
 def test_whitened_utility_uses_the_original_embeddings_spread():

@@ -43,7 +43,8 @@ def resolve_families(spec, table: str = DEFAULT_TABLE) -> dict[str, tuple[float,
             try:
                 p = with_table(name, table)
             except PerturbationValueError as exc:
-                raise ConfigError(f"finetune.families.{name}: {exc}; give its levels instead") from None
+                fix = "give its levels instead" if p.unit == "natural" else "drop it"
+                raise ConfigError(f"finetune.families.{name}: {exc}; {fix}, or drop perturbations.table") from None
         if "range" in fam:
             lo, hi = (float(v) for v in fam["range"])
             if not (p.bounds[0] <= lo <= hi <= p.bounds[1]):

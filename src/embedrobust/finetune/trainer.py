@@ -143,12 +143,14 @@ class Trainer:
         self.std: Tensor | None = None  # (D,) spread of the original unit embeddings (``whitened`` utility)
 
     def fit_whitening(self, data) -> Tensor:
-        """(D,) per-dimension std of the original encoder's unit embeddings of the first training images (up to
-        :data:`WHITEN_IMAGES`): a function of the frozen original and the data alone, so a resumed run gets the
-        same values."""
+        """(D,) per-dimension std of the original encoder's unit embeddings of the training images (a seeded
+        subset of :data:`WHITEN_IMAGES` when there are more; the first ones of a loader): a function of the frozen
+        original, the data and the seed alone, so a resumed run gets the same values."""
         parts, n = [], 0
         if isinstance(data, Tensor):
-            chunks = data[:WHITEN_IMAGES].split(self.cfg["batch_size"])
+            if len(data) > WHITEN_IMAGES:  # not the first ones: an index may list the images class by class
+                data = data[batch_indices(len(data), WHITEN_IMAGES, self.cfg["seed"], 0)]
+            chunks = data.split(self.cfg["batch_size"])
         else:
             chunks = (b[0] if isinstance(b, (tuple, list)) else b for b in data)
         for chunk in chunks:
