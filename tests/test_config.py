@@ -11,6 +11,7 @@ from pathlib import Path
 
 from embedrobust.config import DVC_PARAMS, conditions, load_params, stage_config, validate
 from embedrobust.errors import ConfigError
+from workflow_helpers import with_local_paths
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,15 +21,15 @@ def test_demo_params_are_valid():
     assert conditions(cfg)[0].label == "clean"
 
 
-def test_full_study_config_is_valid():
-    cfg = load_params(REPO / "config" / "full_study.yaml")
+def test_full_study_config_is_valid(tmp_path):
+    cfg = validate(with_local_paths(REPO / "config" / "full_study.yaml", tmp_path))
     assert any(m["pretrained"] not in (None, "none") for m in cfg["models"].values())
 
 
-def test_ssl_benchmark_config_runs_the_benchmarks_attacks_at_8_over_255():
+def test_ssl_benchmark_config_runs_the_benchmarks_attacks_at_8_over_255(tmp_path):
     from embedrobust.config import dense_plan, task_attack_plan
 
-    cfg = load_params(REPO / "config" / "ssl_benchmark.yaml")
+    cfg = validate(with_local_paths(REPO / "config" / "ssl_benchmark.yaml", tmp_path))
     eps = 8 / 255
     assert [c.label for c in conditions(cfg)] == ["clean", f"embed_attack@{eps:g}"]
     dense, ta = dense_plan(cfg), task_attack_plan(cfg)
@@ -251,4 +252,122 @@ def test_cifar10_c_table_maps_severities_and_binds_severity_unit_families(tiny_c
 def test_a_family_missing_from_the_table_is_one_clear_error(tiny_config):
     tiny_config["perturbations"] = {"table": "cifar10-c", "families": {"frost": {"severities": [1]}}}
     with pytest.raises(ConfigError, match="perturbations.families.frost: frost: no 'cifar10-c' severity table"):
+        validate(tiny_config)
+
+
+# (family, a level just outside its domain, one just inside): the domains the registry must keep
+DOMAIN_EDGES = [
+    ("jpeg_compression", 150, 100), ("jpeg_compression", 0, 1), ("jpeg_compression", 50.5, 50),
+    ("webp", 101, 0), ("webp", 12.5, 12),
+    ("gaussian_noise", -0.01, 0), ("speckle_noise", -0.01, 0), ("impulse_noise", 1.01, 1),
+    ("shot_noise", 0, 0.01), ("shot_noise", -1, math.inf),
+    ("gaussian_blur", -0.5, 0), ("gaussian_blur", math.inf, 60),
+    ("brightness", 1.01, 1), ("brightness", -0.1, 0), ("contrast", -0.1, 0), ("sharpness", -0.1, 0),
+    ("gamma", 0, 0.01), ("hue", 0.51, -0.5), ("rotate", 181, -180),
+    ("pixelate", 0, 0.01), ("pixelate", 1.01, 1), ("rescale", 0, 0.01), ("crop_resize", 1.01, 1),
+    ("embed_attack", 1.01, 1), ("embed_attack", -0.01, 0),
+    ("glass_blur", 5.5, 5), ("fog", -0.5, 0),  # severity-unit families: levels are continuous severities
+]
+
+
+@pytest.mark.parametrize("family, outside, inside", DOMAIN_EDGES, ids=lambda v: str(v))
+def test_a_level_outside_its_familys_domain_is_one_clear_error(tiny_config, family, outside, inside):
+    from embedrobust.perturb import get_perturbation
+
+    p = get_perturbation(family)
+    tiny_config["perturbations"]["families"][family] = {"levels": [inside]}
+    validate(tiny_config)
+    tiny_config["perturbations"]["families"][family] = {"levels": [inside, outside]}
+    want = (f"perturbations.families.{family}.levels: {outside:g} is not in {family}'s domain, {p.domain} "
+            f"({p.param}); give values in that domain, or severities")
+    with pytest.raises(ConfigError, match=re.escape(want)):
+        validate(tiny_config)
+
+
+def test_every_natural_unit_family_has_a_finite_or_justified_domain():
+    from embedrobust.perturb import get_perturbation, list_perturbations
+
+    for name in list_perturbations():
+        p = get_perturbation(name)
+        if p.unit == "severity":
+            assert p.domain == "[0, 5]", name
+        else:
+            assert all(math.isfinite(b) for b in p.bounds) or p.domain_note, name
+
+
+def test_every_familys_identity_and_severity_tables_lie_in_its_domain():
+    from embedrobust.perturb import TABLES, get_perturbation, list_perturbations
+
+    for name in list_perturbations():
+        p = get_perturbation(name)
+        assert p.identity is None or p.admits(p.identity), name
+        tables = [p.severities] + [t[name] for t in TABLES.values() if name in t and p.unit == "natural"]
+        assert all(p.admits(v) for rows in tables for v in rows), name
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: c["finetune"].update(families={"jpeg_compression": {"levels": [150]}}),
+     "finetune.families.jpeg_compression.levels: 150 is not in jpeg_compression's domain, integers in [1, 100]"),
+    (lambda c: c["finetune"].update(families={"pixelate": {"range": [0, 0.5]}}),
+     "finetune.families.pixelate.range: 0 is not in pixelate's domain, (0, 1]"),
+    (lambda c: c["finetune"].update(families={"pixelate": {"range": [0.5, 0.2]}}),
+     "finetune.families.pixelate.range: [0.5, 0.2] is not ordered"),
+    (lambda c: c["dense"].update(eps=[2]), "dense.eps: 2 is not in the L-inf radius domain, [0, 1]"),
+    (lambda c: c["task_attack"].update(eps=[-0.1]), "task_attack.eps: -0.1 is not in the L-inf radius domain, [0, 1]"),
+])
+def test_other_sections_values_go_through_the_same_domain_check(tiny_config, edit, match):
+    edit(tiny_config)
+    with pytest.raises(ConfigError, match=re.escape(match)):
+        validate(tiny_config)
+
+
+def test_missing_input_paths_are_listed_together(tiny_config, tmp_path):
+    gone = tmp_path / "nowhere"
+    tiny_config["datasets"]["imagenet"] = {"source": "imagefolder", "path": str(gone / "imagenet")}
+    tiny_config["datasets"]["cifar"] = {"source": "torchvision", "name": "CIFAR10", "root": str(gone / "tv"),
+                                        "download": False}
+    tiny_config["dense"]["datasets"]["ade"] = {"source": "ade20k", "path": str(gone / "ade")}
+    tiny_config["models"]["vit"]["checkpoint"] = str(gone / "vit.pt")
+    with pytest.raises(ConfigError) as err:
+        validate(tiny_config, source="p.yaml")
+    lines = str(err.value).splitlines()
+    assert lines[0] == "p.yaml: 4 input paths missing; fix each before running:"
+    assert lines[1:] == [
+        f"  - datasets.imagenet.path: '{gone / 'imagenet'}' does not exist; set datasets.imagenet.path to your copy "
+        "of imagenet: a directory of class folders, or of train/ and val/ (or test/) class folders",
+        f"  - datasets.cifar.root: '{gone / 'tv'}' does not exist; set datasets.cifar.root to the directory that "
+        "holds torchvision's CIFAR10, or set datasets.cifar.download: true to download it there",
+        f"  - dense.datasets.ade.path: '{gone / 'ade'}' does not exist; set dense.datasets.ade.path to your local "
+        "copy of ade20k, ADEChallengeData2016/ with images/{training,validation}/*.jpg and "
+        "annotations/{training,validation}/*.png (it is never downloaded)",
+        f"  - models.vit.checkpoint: '{gone / 'vit.pt'}' does not exist; set it to an existing weights file (a "
+        f"relative path is read from the project root, {Path.cwd()}), or remove it",
+    ]
+
+
+@pytest.mark.parametrize("download", [{"download": True}, {}])  # download defaults to true
+def test_a_torchvision_root_to_download_into_need_not_exist(tiny_config, tmp_path, download):
+    tiny_config["datasets"]["cifar"] = {"source": "torchvision", "name": "CIFAR10", "root": str(tmp_path / "tv"),
+                                        **download}
+    validate(tiny_config)
+
+
+def test_fine_tuned_checkpoints_are_not_inputs(tiny_config, tmp_path, monkeypatch):
+    from embedrobust.config import all_models
+
+    monkeypatch.chdir(tmp_path)  # an empty project: the finetune stage has not written data/models yet
+    spec = all_models(validate(tiny_config, root=tmp_path))["clip-ft-paper-a0.5"]
+    assert not (tmp_path / spec["checkpoint"]).exists()
+
+
+def test_relative_paths_are_read_as_the_stages_read_them(tiny_config, tmp_path, monkeypatch):
+    project, cwd = tmp_path / "project", tmp_path / "cwd"
+    (project / "weights").mkdir(parents=True)
+    (project / "weights" / "vit.pt").touch()
+    (cwd / "images").mkdir(parents=True)
+    monkeypatch.chdir(cwd)
+    tiny_config["datasets"]["folder"] = {"source": "imagefolder", "path": "images"}  # data.sources: from the cwd
+    tiny_config["models"]["vit"]["checkpoint"] = "weights/vit.pt"  # models.spec.resolved: from the project root
+    validate(tiny_config, root=project)
+    with pytest.raises(ConfigError, match=re.escape(f"models.vit.checkpoint: 'weights/vit.pt' (= {Path.cwd()}/weights")):
         validate(tiny_config)

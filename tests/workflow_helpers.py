@@ -85,3 +85,31 @@ def edited_params(root: Path, edit):
 def lower_ci_level(config: dict) -> None:
     """A regression-only edit: it must rerun regression and report, nothing else."""
     config["regression"]["ci_level"] = 0.8
+
+
+def with_local_paths(config_file: Path, tmp: Path) -> dict:
+    """The raw config of ``config_file`` with every input path that validation checks (image folders, torchvision
+    roots, real dense datasets, model checkpoints) pointed at a new empty directory or file under ``tmp``: a study
+    written for another machine's /datasets then validates here. Not validated."""
+    config = yaml.safe_load(Path(config_file).read_text())
+
+    def local(kind: str, name: str, is_dir: bool = True) -> str:
+        path = tmp / kind / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if is_dir:
+            path.mkdir(exist_ok=True)
+        else:
+            path.touch()
+        return str(path)
+
+    for name, spec in config["datasets"].items():
+        for key in ("path", "root"):
+            if key in spec:
+                spec[key] = local(f"datasets-{key}", name)
+    for name, spec in ((config.get("dense") or {}).get("datasets") or {}).items():
+        if "path" in spec:
+            spec["path"] = local("dense", name)
+    for name, spec in config["models"].items():
+        if spec.get("checkpoint"):
+            spec["checkpoint"] = local("checkpoints", name, is_dir=False)
+    return config

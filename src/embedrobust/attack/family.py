@@ -48,6 +48,6 @@ FAMILY = add(Perturbation(
     reference="PGD (Madry et al. 2018); EmbedAttack of layer6ai-labs/ssl-robustness (seed 002)",
     description="worst case: PGD maximising the distance of the embedding from the clean one",
     tags=("adversarial",),
-    bounds=(0.0, 1.0),
+    bounds=(0.0, 1.0),  # pixel units: at 1 the ball already holds every image
     needs_encoder=True,
 ))

@@ -35,6 +35,7 @@ def separable_blur(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     description="Blurs with an isotropic Gaussian kernel.",
     tags=("imagenet-c-extra",),
     bounds=(0.0, math.inf),
+    domain_note="any sigma is defined (edges replicated); sigmas beyond the image size blur it towards its mean",
     spatial=True,
 )
 def gaussian_blur(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:

@@ -21,7 +21,8 @@ from .registry import register
     reference="ImageNet-C jpeg_compression: PIL save(format='JPEG', quality=c) and reload (libjpeg, 4:2:0)",
     description="Encodes and decodes with libjpeg at the given quality (4:2:0 chroma subsampling).",
     tags=("imagenet-c",),
-    bounds=(1.0, 100.0),
+    bounds=(1.0, 100.0),  # libjpeg reads quality 0 as 1: admitting it would give two labels for one condition
+    integer=True,
 )
 def jpeg_compression(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     # Pillow's libjpeg (4:2:0 chroma), as the reference; torchvision's CPU encoder gives the same bitstream but
@@ -48,14 +49,15 @@ def pil_roundtrip(images: torch.Tensor, fmt: str, quality: int) -> torch.Tensor:
 
 @register(
     "webp",
-    param="WebP quality (1-100, lossy)",
+    param="WebP quality (0-100, lossy)",
     severities=(60, 40, 20, 10, 5),
     identity=None,
     random=False,
     reference="Pillow save(format='WEBP', quality=c) and reload (libwebp, lossy, 4:2:0)",
     description="Encodes and decodes with libwebp at the given quality (editing: re-upload to the web).",
     tags=("editing",),
-    bounds=(0.0, 100.0),
+    bounds=(0.0, 100.0),  # unlike libjpeg's, libwebp's quality 0 is its own setting (the smallest file)
+    integer=True,
 )
 def webp(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     return pil_roundtrip(images, "WEBP", int(round(value)))

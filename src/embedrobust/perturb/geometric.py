@@ -111,7 +111,8 @@ def elastic_transform(images: torch.Tensor, value: float, generator: torch.Gener
     "1.1.2 upsamples with NEAREST instead; we follow ImageNet-C)",
     description="Downsamples by area averaging and upsamples back (blocky).",
     tags=("imagenet-c",),
-    bounds=(1e-3, 1.0),
+    bounds=(0.0, 1.0),
+    open_bounds=(True, False),  # a side ratio of 0 leaves no image; factors below 1 / side all give one pixel
 )
 def pixelate(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     if value >= 1.0:
@@ -136,7 +137,8 @@ def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     reference="torch bilinear resize (antialiased) down to round(f * size), then back up",
     description="Downscales and upscales back (editing: resolution loss from resizing).",
     tags=("editing",),
-    bounds=(1e-3, 1.0),
+    bounds=(0.0, 1.0),
+    open_bounds=(True, False),  # a side ratio of 0 leaves no image
 )
 def rescale(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     h, w = images.shape[-2:]
@@ -153,7 +155,8 @@ def rescale(images: torch.Tensor, value: float, generator: torch.Generator) -> t
     reference="central crop of round(f * side) then antialiased bilinear resize back (torchvision center_crop + resize)",
     description="Crops the centre and enlarges it back to full size (editing: zoom-in crop).",
     tags=("editing",),
-    bounds=(1e-3, 1.0),
+    bounds=(0.0, 1.0),
+    open_bounds=(True, False),  # a crop of side 0 leaves no image
 )
 def crop_resize(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     h, w = images.shape[-2:]
@@ -171,7 +174,7 @@ def crop_resize(images: torch.Tensor, value: float, generator: torch.Generator) 
     reference="torchvision rotate (bilinear, about the centre, same size, corners filled black)",
     description="Rotates about the centre; uncovered corners become black (editing: straighten/tilt).",
     tags=("editing",),
-    bounds=(-180.0, 180.0),
+    bounds=(-180.0, 180.0),  # every rotation once (both ends are the same half turn)
 )
 def rotate(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape

@@ -20,6 +20,7 @@ from .registry import register
     description="Adds i.i.d. Gaussian noise to every pixel and channel.",
     tags=("imagenet-c",),
     bounds=(0.0, math.inf),
+    domain_note="any sigma is defined: the result is clipped to [0, 1], so large sigmas approach binary noise",
 )
 def gaussian_noise(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
@@ -35,7 +36,9 @@ def gaussian_noise(images: torch.Tensor, value: float, generator: torch.Generato
     reference="ImageNet-C shot_noise: clip(Poisson(x * c) / c, 0, 1)",
     description="Replaces each value by a Poisson photon count at rate x * c, rescaled by 1 / c.",
     tags=("imagenet-c",),
-    bounds=(1e-3, math.inf),
+    bounds=(0.0, math.inf),
+    open_bounds=(True, False),  # c = 0 divides by zero; c = inf is the identity (no noise)
+    domain_note="the photon count falls towards 0 as noise grows; inf, no noise, is the identity",
 )
 def shot_noise(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     if math.isinf(value):
@@ -179,6 +182,7 @@ def impulse_noise(images: torch.Tensor, value: float, generator: torch.Generator
     description="Adds Gaussian noise proportional to each value.",
     tags=("imagenet-c-extra",),
     bounds=(0.0, math.inf),
+    domain_note="any c is defined: the result is clipped to [0, 1], so large c push values to 0 or 1",
 )
 def speckle_noise(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)

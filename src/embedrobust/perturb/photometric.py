@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._ops import correlate3x3, hsv_to_rgb, rgb_to_hsv
@@ -18,7 +20,7 @@ from .registry import add_table, interp_params, register, table_rows
     reference="ImageNet-C brightness: rgb2hsv, V = clip(V + c, 0, 1), hsv2rgb",
     description="Adds c to the HSV value channel.",
     tags=("imagenet-c",),
-    bounds=(0.0, 1.0),
+    bounds=(0.0, 1.0),  # at 1 every pixel is at full value: larger shifts change nothing more
 )
 def brightness(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     # With hue and saturation fixed, RGB is proportional to V, so the HSV round trip is a per-pixel rescale
@@ -39,6 +41,8 @@ def brightness(images: torch.Tensor, value: float, generator: torch.Generator) -
     reference="ImageNet-C contrast: clip((x - mean) * c + mean), mean per channel over the image",
     description="Scales each channel's deviation from its spatial mean by c.",
     tags=("imagenet-c",),
+    bounds=(0.0, math.inf),  # 0 flattens each channel to its mean; a negative factor would invert the image
+    domain_note="factors above 1 raise contrast; the result is clipped to [0, 1], so any factor is defined",
 )
 def contrast(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     means = images.mean(dim=(2, 3), keepdim=True)
@@ -85,7 +89,9 @@ def saturate(images: torch.Tensor, value: float, generator: torch.Generator, tab
     reference="torchvision adjust_gamma (gain 1): x ** g",
     description="Applies a power-law tone curve (editing: gamma / exposure curve).",
     tags=("editing",),
-    bounds=(1e-3, 100.0),
+    bounds=(0.0, math.inf),
+    open_bounds=(True, True),  # x^0 is 1 everywhere (a white image whatever the input)
+    domain_note="x^g is defined for every g > 0: large g only darken further",
 )
 def gamma(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     return images.clamp(0.0, 1.0).pow(value)
@@ -100,7 +106,7 @@ def gamma(images: torch.Tensor, value: float, generator: torch.Generator) -> tor
     reference="torchvision adjust_hue: rgb->hsv, H = (H + shift) mod 1, hsv->rgb",
     description="Rotates every pixel's hue by the same angle (editing: colour shift).",
     tags=("editing",),
-    bounds=(-0.5, 0.5),
+    bounds=(-0.5, 0.5),  # shifts are modulo 1 turn: wider values would alias onto these
 )
 def hue(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     h, s, v = rgb_to_hsv(images.to(torch.float64))
@@ -117,7 +123,8 @@ def hue(images: torch.Tensor, value: float, generator: torch.Generator) -> torch
     "(1 1 1 / 1 5 1 / 1 1 1) / 13; border pixels unchanged",
     description="Unsharp-mask style sharpening (editing: sharpen slider).",
     tags=("editing",),
-    bounds=(0.0, 100.0),
+    bounds=(0.0, math.inf),  # 0 is the smoothed image; below it the detail would come back inverted
+    domain_note="any factor >= 0 is defined (PIL's ImageEnhance extrapolates; the result is clipped to [0, 1])",
 )
 def sharpness(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     smooth = correlate3x3(images, [[1 / 13, 1 / 13, 1 / 13], [1 / 13, 5 / 13, 1 / 13], [1 / 13, 1 / 13, 1 / 13]])

@@ -9,6 +9,10 @@ snow, fog, ...), a continuous severity in [0, 5] (``unit="severity"``): 0 is the
 reproduce ImageNet-C's parameter tuples exactly, and a non-integer severity linearly interpolates each parameter
 between the neighbouring integer severities (integer parameters rounded half up; see ``interp_params``).
 
+Each family's ``domain`` (``bounds``, ``open_bounds``, ``integer``) is the one statement of its valid values: a
+call outside it is refused, and params levels are checked against it at validation (``config.validate``), so a
+JPEG quality of 150 fails before any stage runs.
+
 Spatial parameters (blur radii in pixels, ...) are ImageNet-C's, defined for 224 px images. ``scaled(name, size)``
 returns the family with those parameters multiplied by ``size / 224``, for small images such as CIFAR (32 px).
 ``with_table(name, "cifar10-c")`` instead returns the family with another published severity table, e.g.
@@ -52,7 +56,13 @@ class Perturbation:
         reference: the reference implementation this follows.
         description: one line for the report and ``embedrobust perturb --list``.
         unit: ``"natural"`` (value in the parameter's unit) or ``"severity"`` (continuous severity in [0, 5]).
-        bounds: closed interval of valid values.
+        bounds: the ends of the interval of valid values (``domain`` spells it out).
+        open_bounds: whether each end itself is excluded; by default exactly the infinite ends are (a family
+            whose identity is infinite, shot noise's photon count, includes it).
+        integer: whether params levels must be integers (codec qualities). The function rounds whatever it gets,
+            so values interpolated between severities (``value_at``, fine-tuning ranges) are fine; a fractional
+            level in params would be a label that is not what was applied, or collide with its neighbour.
+        domain_note: why the domain is as wide as it is; required where an end is infinite.
         spatial: whether ``fn`` accepts ``scale=`` (pixel-unit parameters multiplied by it).
         scale: the spatial scale bound into this instance (1 = ImageNet-C's 224 px parameters).
         needs_encoder: whether ``fn`` also takes ``encoder=`` (attacks); ``embed.run.bind_perturbations`` binds it.
@@ -70,10 +80,17 @@ class Perturbation:
     tags: tuple[str, ...] = field(default=())
     unit: str = "natural"
     bounds: tuple[float, float] = (-math.inf, math.inf)
+    open_bounds: tuple[bool, bool] | None = None
+    integer: bool = False
+    domain_note: str = ""
     spatial: bool = False
     scale: float = 1.0
     needs_encoder: bool = False
     table: str = "imagenet-c"
+
+    def __post_init__(self):
+        if self.open_bounds is None:
+            object.__setattr__(self, "open_bounds", tuple(math.isinf(b) for b in self.bounds))
 
     def __call__(self, images: torch.Tensor, value: float, generator: torch.Generator | None = None) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
@@ -82,10 +99,9 @@ class Perturbation:
                 "convert grey or RGBA images to RGB first"
             )
         value = float(value)
-        lo, hi = self.bounds
-        if not (lo <= value <= hi):
+        if not self.admits(value, as_level=False):
             raise PerturbationValueError(
-                f"{self.name}: value {value:g} is outside [{lo:g}, {hi:g}] ({self.param}); choose a value in range"
+                f"{self.name}: value {value:g} is outside {self.domain} ({self.param}); choose a value in range"
             )
         if generator is None:
             generator = torch.Generator(device=images.device).manual_seed(0)
@@ -105,6 +121,22 @@ class Perturbation:
 
             return map_images(lambda x: self.fn(x, value, generator, **kw), images)
         return self.fn(images, value, generator, **kw)
+
+    @property
+    def domain(self) -> str:
+        """The valid values in interval notation, e.g. ``"integers in [1, 100]"``, ``"(0, 1]"``, ``"[0, inf)"``."""
+        (lo, hi), (open_lo, open_hi) = self.bounds, self.open_bounds
+        interval = f"{'(' if open_lo else '['}{lo:g}, {hi:g}{')' if open_hi else ']'}"
+        return f"integers in {interval}" if self.integer else interval
+
+    def admits(self, value: float, as_level: bool = True) -> bool:
+        """Whether ``value`` is in the domain (NaN never is). ``as_level``: a value written in params, which
+        must also be an integer where the family says so; the function itself rounds (see ``integer``)."""
+        value = float(value)
+        (lo, hi), (open_lo, open_hi) = self.bounds, self.open_bounds
+        if not ((lo < value) if open_lo else (lo <= value)) or not ((value < hi) if open_hi else (value <= hi)):
+            return False
+        return not (as_level and self.integer and not value.is_integer())
 
     def levels(self, severities: Sequence[int]) -> list[float]:
         """Parameter values for severities (1-based)."""
@@ -149,6 +181,18 @@ def interp_params(table: Sequence[Sequence[float]], identity: Sequence[float], s
 _REGISTRY: dict[str, Perturbation] = {}
 
 
+def _checked_domain(p: Perturbation) -> Perturbation:
+    """``p``, once its domain is explicit: a new family cannot silently accept every number from params."""
+    lo, hi = p.bounds
+    if not lo <= hi:
+        raise ValueError(f"perturbation {p.name!r}: bounds {p.bounds} are not ordered")
+    if (math.isinf(lo) or math.isinf(hi)) and not p.domain_note:
+        raise ValueError(f"perturbation {p.name!r}: domain {p.domain} is unbounded; say why in domain_note")
+    if p.identity is not None and not p.admits(p.identity, as_level=False):
+        raise ValueError(f"perturbation {p.name!r}: identity {p.identity:g} is outside its domain {p.domain}")
+    return p
+
+
 def register(
     name: str,
     *,
@@ -161,15 +205,23 @@ def register(
     tags: Sequence[str] = (),
     unit: str = "natural",
     bounds: tuple[float, float] | None = None,
+    open_bounds: tuple[bool, bool] | None = None,
+    integer: bool = False,
+    domain_note: str = "",
     spatial: bool = False,
 ) -> Callable[[PerturbFn], PerturbFn]:
-    """Decorator that registers ``fn`` under ``name``. Severity-unit families get bounds [0, 5] by default."""
+    """Decorator that registers ``fn`` under ``name``.
+
+    Severity-unit families get bounds [0, 5] by default; natural-unit families must give theirs.
+    """
 
     def deco(fn: PerturbFn) -> PerturbFn:
         if name in _REGISTRY:
             raise ValueError(f"perturbation {name!r} registered twice")
-        b = bounds if bounds is not None else ((0.0, 5.0) if unit == "severity" else (-math.inf, math.inf))
-        _REGISTRY[name] = Perturbation(
+        if bounds is None and unit != "severity":
+            raise ValueError(f"perturbation {name!r}: a natural-unit family needs bounds (its valid values)")
+        b = bounds if bounds is not None else (0.0, 5.0)
+        _REGISTRY[name] = _checked_domain(Perturbation(
             name=name,
             fn=fn,
             param=param,
@@ -181,8 +233,11 @@ def register(
             tags=tuple(tags),
             unit=unit,
             bounds=b,
+            open_bounds=open_bounds,
+            integer=integer,
+            domain_note=domain_note,
             spatial=spatial,
-        )
+        ))
         return fn
 
     return deco
@@ -192,7 +247,7 @@ def add(p: Perturbation) -> Perturbation:
     """Register a ready-made Perturbation (used for combined chains); re-adding an identical name is a no-op."""
     if p.name in _REGISTRY:
         return _REGISTRY[p.name]
-    _REGISTRY[p.name] = p
+    _REGISTRY[p.name] = _checked_domain(p)
     return p
 
 
@@ -238,13 +293,13 @@ def scaled(name: str, image_size: int, reference_size: int = REFERENCE_SIZE) -> 
 
 
 def describe_registry() -> str:
-    """A plain-text table of every family: name, parameter, severities 1..5, identity, random, reference."""
-    rows = [("name", "unit", "parameter", "severities 1..5", "identity", "random", "reference")]
+    """A plain-text table of every family: name, parameter, domain, severities 1..5, identity, random, reference."""
+    rows = [("name", "unit", "parameter", "domain", "severities 1..5", "identity", "random", "reference")]
     for n in list_perturbations():
         p = _REGISTRY[n]
         sev = "/".join(f"{s:g}" for s in p.severities)
         ident = "-" if p.identity is None else f"{p.identity:g}"
-        rows.append((n, p.unit, p.param, sev, ident, "yes" if p.random else "no", p.reference))
+        rows.append((n, p.unit, p.param, p.domain, sev, ident, "yes" if p.random else "no", p.reference))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for k, r in enumerate(rows):
