@@ -145,6 +145,104 @@ def test_imagefolder_broken_file_fails_with_path(tmp_path):
         fetch_dataset("f", {"source": "imagefolder", "path": str(src)}, tmp_path / "out", 0)
 
 
+def test_imagefolder_lists_every_broken_file_in_one_error(tmp_path):
+    src = tmp_path / "src"
+    _folder(src, ["a", "b"], 2)
+    (src / "a" / "empty.png").write_bytes(b"")
+    (src / "b" / "text.png").write_text("not an image")
+    (src / "b" / "cut.png").write_bytes((src / "b" / "img0.png").read_bytes()[:30])
+    with pytest.raises(DataError) as info:
+        fetch_dataset("f", {"source": "imagefolder", "path": str(src)}, tmp_path / "out", 0)
+    message = str(info.value)
+    assert "3 of 7 images" in message
+    for reason in ("empty.png is empty", "text.png is not an image", "cut.png"):  # load_image's own words
+        assert reason in message
+
+
+def test_imagefolder_broken_files_beyond_twenty_are_counted(tmp_path):
+    src = tmp_path / "src"
+    _folder(src, ["a"], 1)
+    for i in range(23):
+        (src / "a" / f"bad{i:02d}.png").write_bytes(b"")
+    with pytest.raises(DataError) as info:
+        fetch_dataset("f", {"source": "imagefolder", "path": str(src)}, tmp_path / "out", 0)
+    message = str(info.value)
+    assert "bad19.png" in message and "bad20.png" not in message and "and 3 more" in message
+
+
+def test_imagefolder_n_per_class_per_split(tmp_path):
+    src = tmp_path / "src"
+    _folder(src / "train", ["a", "b"], 4)
+    _folder(src / "val", ["a", "b"], 3)
+    (src / "train" / "a" / "broken.png").write_bytes(b"")  # only the chosen images are decoded
+    cfg = {"source": "imagefolder", "path": str(src), "n_per_class": 2}
+    fetch_dataset("f", cfg, tmp_path / "out", 0)
+    index = read_index(tmp_path / "out")
+    assert index.groupby(["split", "class_name"]).size().tolist() == [2, 2, 2, 2]
+    fetch_dataset("f", cfg, tmp_path / "again", 0)
+    assert read_index(tmp_path / "again").equals(index)
+
+
+def test_imagefolder_skips_hidden_folders(tmp_path):
+    src = tmp_path / "src"
+    _folder(src, ["a", "b"], 2)
+    _folder(src / "a" / ".ipynb_checkpoints", ["x"], 1)
+    fetch_dataset("f", {"source": "imagefolder", "path": str(src)}, tmp_path / "out", 0)
+    assert len(read_index(tmp_path / "out")) == 4
+
+
+def test_imagefolder_class_names_imagenet(tmp_path):
+    src = tmp_path / "src"
+    _folder(src, ["n01443537", "n01440764"], 2)
+    fetch_dataset("f", {"source": "imagefolder", "path": str(src), "class_names": "imagenet"}, tmp_path / "out", 0)
+    assert class_names(read_index(tmp_path / "out")) == ["tench", "goldfish"]  # labels follow the sorted wnids
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "n01440764 tench, Tinca tinca\nn01443537 goldfish, Carassius auratus\n",  # LOC_synset_mapping.txt
+        "n01440764\ttench\n\nn01443537\tgoldfish\n",  # tab-separated, blank lines
+        '{"n01440764": "tench", "n01443537": "goldfish", "n99999999": "unused"}',
+    ],
+    ids=["loc-synset-mapping", "tsv", "json"],
+)
+def test_imagefolder_class_names_map_file(tmp_path, text):
+    src = tmp_path / "src"
+    _folder(src, ["n01443537", "n01440764"], 2)
+    (tmp_path / "map.txt").write_text(text)
+    cfg = {"source": "imagefolder", "path": str(src), "class_names": str(tmp_path / "map.txt")}
+    fetch_dataset("f", cfg, tmp_path / "out", 0)
+    assert class_names(read_index(tmp_path / "out")) == ["tench", "goldfish"]
+
+
+def test_imagefolder_class_names_names_the_folders_missing_from_the_map(tmp_path):
+    src = tmp_path / "src"
+    _folder(src, ["n01440764", "cats", "dogs"], 1)
+    (tmp_path / "map.json").write_text('{"n01440764": "tench"}')
+    for spec in (str(tmp_path / "map.json"), "imagenet"):
+        with pytest.raises(DataError) as info:
+            fetch_dataset("f", {"source": "imagefolder", "path": str(src), "class_names": spec}, tmp_path / "out", 0)
+        message = str(info.value)
+        assert "2 of 3 class folders" in message and "cats" in message and "dogs" in message
+        assert "n01440764" not in message.split("folders:")[1].split("Fix")[0]
+        assert "remove class_names" in message
+
+
+def test_imagefolder_class_names_map_file_errors(tmp_path):
+    src = tmp_path / "src"
+    _folder(src, ["a"], 1)
+    cfg = {"source": "imagefolder", "path": str(src)}
+    with pytest.raises(DataError, match="cannot be read"):
+        fetch_dataset("f", {**cfg, "class_names": str(tmp_path / "nope.txt")}, tmp_path / "out", 0)
+    (tmp_path / "map.txt").write_text("a apple\na again\n")
+    with pytest.raises(DataError, match="line 2: folder 'a' is listed twice"):
+        fetch_dataset("f", {**cfg, "class_names": str(tmp_path / "map.txt")}, tmp_path / "out", 0)
+    (tmp_path / "map.txt").write_text("a\n")
+    with pytest.raises(DataError, match="line 1: 'a' has no name"):
+        fetch_dataset("f", {**cfg, "class_names": str(tmp_path / "map.txt")}, tmp_path / "out", 0)
+
+
 def test_imagefolder_missing_dir(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         fetch_dataset("f", {"source": "imagefolder", "path": str(tmp_path / "nope")}, tmp_path / "out", 0)

@@ -15,25 +15,16 @@ from embedrobust.data.dense import (
     list_dense_sources,
     load_dense,
     read_dense_index,
-    voc_colormap,
 )
 from embedrobust.errors import ConfigError, DataError, UnknownNameError
+from embedrobust.rehearsal.datasets import write_ade20k, write_cityscapes, write_nyu, write_voc
 
 REAL = ["ade20k", "voc", "cityscapes", "nyu-depth-v2"]
 
 
-def _rgb(path, h=24, w=32, value=100):
+def _labels(path, array):
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((h, w, 3), value, np.uint8)).save(path)
-
-
-def _labels(path, array, mode=None):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im = Image.fromarray(np.asarray(array, dtype=np.uint8))
-    if mode == "P":  # a palette image whose indices are the labels, as VOC ships them
-        im = im.convert("P")  # "L" -> "P" keeps the values as indices
-        im.putpalette(voc_colormap().flatten().tolist())
-    im.save(path)
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
 
 
 def _pattern(values, h=24, w=32):
@@ -101,56 +92,13 @@ def test_unknown_source_lists_the_known_ones(tmp_path):
 # ---------------------------------------------------------------------------------------------------- real layouts
 
 
-def _ade20k(root):
-    base = root / "ADEChallengeData2016"
-    for folder, stems in (("training", ["ADE_train_1", "ADE_train_2", "ADE_train_3"]), ("validation", ["ADE_val_1"])):
-        for stem in stems:
-            _rgb(base / "images" / folder / f"{stem}.jpg")
-            _labels(base / "annotations" / folder / f"{stem}.png", _pattern([0, 1, 150, 7]))
-    return base
-
-
-def _voc(root, rgb_masks=False):
-    base = root / "VOCdevkit" / "VOC2012"
-    sets = base / "ImageSets" / "Segmentation"
-    sets.mkdir(parents=True)
-    (sets / "train.txt").write_text("2007_000001\n2007_000002\n2007_000003\n")
-    (sets / "val.txt").write_text("2007_000004\n")
-    for i in range(1, 5):
-        _rgb(base / "JPEGImages" / f"2007_00000{i}.jpg")
-        labels = _pattern([0, 15, 255, 20])
-        if rgb_masks:  # masks rendered to RGB colours
-            (base / "SegmentationClass").mkdir(exist_ok=True)
-            Image.fromarray(voc_colormap()[labels]).save(base / "SegmentationClass" / f"2007_00000{i}.png")
-        else:
-            _labels(base / "SegmentationClass" / f"2007_00000{i}.png", labels, mode="P")
-    return base
-
-
-def _cityscapes(root):
-    for split, city, n in (("train", "aachen", 3), ("val", "lindau", 1)):
-        for i in range(n):
-            stem = f"{city}_000000_00001{i}"
-            _rgb(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png")
-            _labels(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", _pattern([7, 26, 0, 33]))
-    return root
-
-
-def _nyu(root, test_name="test"):
-    for split, n in (("train", 3), (test_name, 2)):
-        for i in range(n):
-            _rgb(root / split / "rgb" / f"{i:04d}.png")
-            (root / split / "depth").mkdir(parents=True, exist_ok=True)
-            if i % 2:
-                np.save(root / split / "depth" / f"{i:04d}.npy", np.full((24, 32), 2.5, np.float32))
-            else:
-                mm = np.full((24, 32), 1234, np.uint16)
-                mm[0, :] = 0  # no measurement
-                Image.fromarray(mm).save(root / split / "depth" / f"{i:04d}.png")
-    return root
-
-
-BUILDERS = {"ade20k": _ade20k, "voc": _voc, "cityscapes": _cityscapes, "nyu-depth-v2": _nyu}
+SIZE = (24, 32)  # small, and not square: loading crops the longer side
+BUILDERS = {
+    "ade20k": lambda root: write_ade20k(root, n_train=3, n_val=1, size=SIZE),
+    "voc": lambda root: write_voc(root, n_train=3, n_val=1, size=SIZE),
+    "cityscapes": lambda root: write_cityscapes(root, n_train=3, n_val=1, size=SIZE),
+    "nyu-depth-v2": lambda root: write_nyu(root, n_train=3, n_test=2, size=SIZE),
+}
 
 
 @pytest.mark.parametrize("source", REAL)
@@ -166,7 +114,7 @@ def test_real_layouts_index_official_val_as_test_and_carve_val_from_train(tmp_pa
 
 
 def test_ade20k_zero_is_ignored_and_classes_shift_down(tmp_path):
-    root = _ade20k(tmp_path / "raw")
+    root = BUILDERS["ade20k"](tmp_path / "raw")  # ADEChallengeData2016: the loader also takes its parent
     out = fetch_dense("ade", {"source": "ade20k", "path": str(root.parent)}, tmp_path / "out", 0).parent
     images, labels, meta = load_dense(out, "test", 24)
     assert meta["n_classes"] == 150 and images.shape == (1, 3, 24, 24)
@@ -175,7 +123,7 @@ def test_ade20k_zero_is_ignored_and_classes_shift_down(tmp_path):
 
 @pytest.mark.parametrize("rgb_masks", [False, True])
 def test_voc_palette_indices_are_classes_and_255_is_ignore(tmp_path, rgb_masks):
-    root = _voc(tmp_path / "raw", rgb_masks)
+    root = write_voc(tmp_path / "raw", n_train=3, n_val=1, size=SIZE, rgb_masks=rgb_masks)  # VOC2012
     out = fetch_dense("voc", {"source": "voc", "path": str(root.parent)}, tmp_path / "out", 0).parent
     _, labels, meta = load_dense(out, "test", 24)
     assert meta["n_classes"] == 21 and meta["classes"][15] == "person"
@@ -183,7 +131,8 @@ def test_voc_palette_indices_are_classes_and_255_is_ignore(tmp_path, rgb_masks):
 
 
 def test_cityscapes_label_ids_map_to_train_ids(tmp_path):
-    out = fetch_dense("cs", {"source": "cityscapes", "path": str(_cityscapes(tmp_path / "raw"))}, tmp_path / "o", 0)
+    out = fetch_dense("cs", {"source": "cityscapes", "path": str(BUILDERS["cityscapes"](tmp_path / "raw"))},
+                      tmp_path / "o", 0)
     _, labels, meta = load_dense(out.parent, "train", 24)
     assert meta["n_classes"] == 19
     assert sorted(labels.unique().tolist()) == sorted([CITYSCAPES_TRAIN_IDS[7], CITYSCAPES_TRAIN_IDS[26],
@@ -193,8 +142,10 @@ def test_cityscapes_label_ids_map_to_train_ids(tmp_path):
 
 @pytest.mark.parametrize("test_name", ["test", "val"])
 def test_nyu_depth_png_millimetres_and_npy_metres(tmp_path, test_name):
-    out = fetch_dense("nyu", {"source": "nyu-depth-v2", "path": str(_nyu(tmp_path / "raw", test_name))},
-                      tmp_path / "o", 0)
+    raw = write_nyu(tmp_path / "raw", n_train=3, n_test=2, size=SIZE, depths=(1.234, 2.5), depth_format="mixed",
+                    test_name=test_name)
+    assert {p.suffix for p in (raw / test_name / "depth").iterdir()} == {".png", ".npy"}
+    out = fetch_dense("nyu", {"source": "nyu-depth-v2", "path": str(raw)}, tmp_path / "o", 0)
     _, depth, meta = load_dense(out.parent, "test", 24)
     assert depth.dtype == torch.float32 and depth.shape == (2, 24, 24)
     assert sorted(depth.unique().tolist()) == pytest.approx([0.0, 1.234, 2.5])
