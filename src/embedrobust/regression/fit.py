@@ -1,4 +1,5 @@
-"""Fits of downstream performance on embedding robustness, held-out-family prediction and accuracy drops.
+"""Fits of downstream performance on embedding robustness, held-out-family prediction, accuracy drops, image
+bootstrap intervals and the cross-model analysis.
 
 Joins (see docs/ARCHITECTURE.md for the two input tables):
 
@@ -7,22 +8,45 @@ Joins (see docs/ARCHITECTURE.md for the two input tables):
   robustness and is left out of every fit (it only serves as the baseline of the accuracy drop);
 - **image** granularity: performance of an image under a family = the mean of the ``outcome`` column
   (default ``correct``, i.e. the image's fraction of the family's levels classified correctly) against that
-  image's robustness. Linear probability model (OLS, HC3 SEs); plus a logistic regression of the binary
-  correctness of every (image, level) on the image's robustness;
+  image's robustness. Linear probability model (OLS); plus a logistic regression of the binary correctness of
+  every (image, level) on the image's robustness. Every image-level fit, per family and pooled, OLS and logit,
+  has standard errors clustered by image (CRV1, ``cov_type`` "cluster(image)", t intervals with G - 1 df,
+  G = images): an image's rows share its difficulty, and in the pooled fits it appears once per family, so
+  rows are not independent. ``slope_se_hc3`` keeps the HC3 SE of the same OLS fit for comparison;
 - **bin** granularity: images sorted into ``n_bins`` quantile bins of robustness; the bin's accuracy (mean
   performance of its images) against its mean robustness; bins with fewer than ``min_bin_size`` images are
   kept in ``binned`` (``kept`` False) but left out of the fit;
 - **level** granularity: one point per (family, level): accuracy at that level against the mean robustness of
   the images evaluated there. Since robustness does not vary with the level, points of one family share
   their x, so only the fit pooled over families exists at this granularity.
+- bin and level fits have few points (``n`` in each row): HC3 SEs with t intervals on n - 2 df.
 
 "pooled" in the ``family`` column means the fit stacks all families.
+
+Held-out-family prediction (``predictions``), exactly what is held out: for each family F of a (model, task,
+metric), every outcome row of F (all its levels) and F's images' robustness rows are removed before
+anything is fitted: the bins (their quantile edges too) and the bin line are built from the other
+families' (image, family) rows only, the level line from the other families' (family, level) points only.
+F then enters only as the test case: its mean robustness (a label-free property of the embeddings) is the
+input of the fitted line, its measured accuracy the target. Not held out: the images -- every family is
+evaluated on the same test images, so this predicts accuracy under an unseen perturbation type, not on unseen
+images. Upstream, nothing fitted saw the test split or any perturbation: the k-NN index, the linear probe and
+its C (chosen on a seeded validation part of the clean *train* split) use clean train embeddings only.
+
+Bootstrap (``bootstrap``): B (``regression.bootstrap``) cluster resamples of the test images, drawn once per
+run from the study seed and shared by every model, task, metric and statistic, so differences between
+metrics and models are paired. Percentile intervals for: the pooled R^2 per metric and granularity, the
+held-out-family MAE per metric and granularity, and the R^2 differences divergence_radius - cosine and
+divergence_radius - euclidean. The same resamples give the accuracy drops' intervals (``accuracy_drop``,
+``model_family``) and the cross-model intervals (``rank_correlation``, ``panel_fits``); see
+:mod:`embedrobust.regression.panel`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +54,11 @@ import numpy as np
 import pandas as pd
 
 from embedrobust.errors import ConfigError, DataError, unknown_name
-from embedrobust.regression.linefit import FIT_STATS, fit_logit, fit_ols
+from embedrobust.regression.bootstrap import (
+    binned_line, cluster_counts, line_fit, percentile_ci, weighted_bins, weighted_line_r2,
+)
+from embedrobust.regression.cube import Cube, build_cube
+from embedrobust.regression.linefit import CLUSTER, FIT_STATS, fit_logit, fit_ols
 
 POOLED = "pooled"
 DEFAULTS = {
@@ -40,7 +68,22 @@ DEFAULTS = {
     "min_bin_size": 5,
     "outcome": "correct",
     "logit": True,
+    "bootstrap": 200,
 }
+AGGREGATED_COV = "HC3"  # bin and level fits: few points, heteroskedastic accuracies
+COV_TYPES = {
+    "image": f"{CLUSTER}: CRV1 sandwich clustered by image, t intervals on G - 1 df (G = images)",
+    "logit": f"{CLUSTER}: CRV1 sandwich clustered by image, t intervals on G - 1 df",
+    "bin": f"{AGGREGATED_COV}: t intervals on n - 2 df (n = kept bins)",
+    "level": f"{AGGREGATED_COV}: t intervals on n - 2 df (n = (family, level) points)",
+    "panel_ols_fe": "cluster(model,family): CRV1 clustered by (model, family) cell, t intervals on G - 1 df; "
+                    "plus an image-bootstrap percentile interval",
+    "panel_mixedlm": "MixedLM REML: model-based SEs, normal intervals",
+    "bootstrap": "percentile intervals over cluster resamples of the test images (multinomial counts as weights)",
+}
+DIFFERENCES = (("divergence_radius", "cosine"), ("divergence_radius", "euclidean"))
+TABLES = ("fits", "binned", "predictions", "accuracy_drop", "bootstrap", "model_family", "rank_correlation",
+          "panel_fits")
 
 
 def regression_config(cfg: dict) -> dict:
@@ -55,27 +98,48 @@ def regression_config(cfg: dict) -> dict:
         raise ConfigError(f"regression.ci_level is {out['ci_level']}; give a level in (0, 1), e.g. 0.95.")
     if int(out["n_bins"]) < 1 or int(out["min_bin_size"]) < 1:
         raise ConfigError("regression.n_bins and regression.min_bin_size must be at least 1.")
+    if int(out["bootstrap"]) < 0:
+        raise ConfigError(f"regression.bootstrap is {out['bootstrap']}; give a number of resamples >= 0 (0: none).")
     return out
 
 
 @dataclass
 class RegressionResult:
-    """Tables of one regression run; ``summary`` is the small JSON-able dict DVC shows as metrics."""
+    """Tables of one regression run; ``summary`` is the small JSON-able dict DVC shows as metrics.
+
+    ``fits``: one row per (model, task, metric, family, granularity, estimator) with :data:`FIT_STATS`
+    (``cov_type``, ``df_inference``, ``n_clusters`` and ``slope_se_hc3`` say how its intervals were made).
+    ``binned``: the bins behind the bin fits. ``predictions``: held-out-family predictions (module docstring).
+    ``accuracy_drop``: accuracy per (model, task, family, level), its drop from clean in points and the
+    drop's paired image-bootstrap interval (``drop_ci_low`` / ``drop_ci_high``, points).
+    ``bootstrap``: per (model, task, statistic, metric, granularity) the point estimate (``estimate``, equal to
+    the fits' value) and its image bootstrap: ``boot_mean``, ``boot_se``, percentile ``ci_low`` / ``ci_high``
+    over the ``n_valid`` of ``n_boot`` resamples where the statistic is defined, ``ci_level``, ``seed``.
+    Statistics: "r2" (pooled fits; granularity image, bin or level), "heldout_mae_points" (mean over held-out
+    families of ``abs_error_points``; bin or level) and "r2_difference" (metric e.g.
+    "divergence_radius-cosine": R^2 of the first minus R^2 of the second, on the same resamples).
+    ``model_family``, ``rank_correlation``, ``panel_fits``: the cross-model analysis
+    (:mod:`embedrobust.regression.panel`).
+    """
 
     fits: pd.DataFrame
     binned: pd.DataFrame
     predictions: pd.DataFrame
     accuracy_drop: pd.DataFrame
+    bootstrap: pd.DataFrame = field(default_factory=pd.DataFrame)
+    model_family: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rank_correlation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    panel_fits: pd.DataFrame = field(default_factory=pd.DataFrame)
     summary: dict = field(default_factory=dict)
 
     def save(self, out_dir: Path) -> None:
-        """Write fits.csv, binned.csv, predictions.csv, accuracy_drop.csv and summary.json to ``out_dir``.
+        """Write one ``<name>.csv`` per table of :data:`TABLES` and summary.json to ``out_dir``.
 
         Same inputs give the same bytes: fixed row order, 12 significant digits, sorted JSON keys.
         """
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("fits", "binned", "predictions", "accuracy_drop"):
+        for name in TABLES:
             getattr(self, name).to_csv(
                 out_dir / f"{name}.csv", index=False, lineterminator="\n", float_format="%.12g"
             )
@@ -105,27 +169,31 @@ def _group_keys(robustness: pd.DataFrame, outcomes: pd.DataFrame) -> list[str]:
 def bin_points(x, y, n_bins: int, min_bin_size: int) -> pd.DataFrame:
     """Quantile bins of ``x`` (n,): per bin the mean x, x range, mean ``y`` ("accuracy"), count and ``kept``.
 
-    Tied x values always share a bin, so heavy ties give fewer than ``n_bins`` bins.
+    Tied x values always share a bin, so heavy ties give fewer than ``n_bins`` bins. The bins are those of
+    :func:`embedrobust.regression.bootstrap.weighted_bins` with unit weights, so the bootstrap re-bins each
+    resample exactly as the point estimate bins the data. They are :func:`pandas.qcut`'s, except that a value
+    sitting exactly on a quantile edge always stays in the lower (right-closed) bin, where qcut's float
+    percentile can fall an ulp short of it and move it up.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    cols = ["bin", "x_mean", "x_low", "x_high", "accuracy", "n", "kept"]
-    if x.size == 0:
-        return pd.DataFrame({c: [] for c in cols})
-    if np.ptp(x) == 0 or n_bins == 1:
-        codes = np.zeros(x.size, dtype=np.int64)
-    else:
-        codes = np.asarray(pd.qcut(x, n_bins, labels=False, duplicates="drop"), dtype=np.int64)
-    _, codes = np.unique(codes, return_inverse=True)  # qcut may leave empty codes out
-    n = np.bincount(codes)
+    if x.size == 0:  # typed, so that b[b["kept"]] stays a row filter (an untyped empty column selects columns)
+        return pd.DataFrame({"bin": np.zeros(0, np.int64), **{c: np.zeros(0) for c in ("x_mean", "x_low", "x_high",
+                             "accuracy")}, "n": np.zeros(0, np.int64), "kept": np.zeros(0, bool)})
+    order = np.argsort(x, kind="stable")
+    xs, ys = x[order], y[order]
+    b = weighted_bins(xs, ys, np.ones((1, xs.size)), n_bins)
+    n = b["n"][0]
+    has = n > 0
+    start, end = b["start"][0][has], b["end"][0][has]
     out = pd.DataFrame(
         {
-            "bin": np.arange(len(n), dtype=np.int64),
-            "x_mean": np.bincount(codes, weights=x) / n,
-            "x_low": [x[codes == b].min() for b in range(len(n))],
-            "x_high": [x[codes == b].max() for b in range(len(n))],
-            "accuracy": np.bincount(codes, weights=y) / n,
-            "n": n.astype(np.int64),
+            "bin": np.arange(int(has.sum()), dtype=np.int64),
+            "x_mean": b["x_mean"][0][has],
+            "x_low": xs[start],
+            "x_high": xs[end - 1],
+            "accuracy": b["accuracy"][0][has],
+            "n": n[has].astype(np.int64),
         }
     )
     out["kept"] = out["n"] >= min_bin_size
@@ -147,14 +215,28 @@ def _predict(fit: dict, x) -> np.ndarray:
     return np.clip(fit["intercept"] + fit["slope"] * np.asarray(x, dtype=np.float64), 0.0, 1.0)
 
 
-def fit_all(robustness: pd.DataFrame, outcomes: pd.DataFrame, cfg: dict) -> RegressionResult:
-    """Fit performance on robustness for every (dataset, model, task, metric, family) and predict held-out families.
+def _cluster_codes(outcomes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The bootstrap's clusters: one code per evaluated (dataset, image), in sorted order, and its stratum
+    (the dataset: a resample keeps each dataset's number of images)."""
+    ck = [k for k in keys if k == "dataset"] + ["image"]
+    ids = outcomes[ck].drop_duplicates().sort_values(ck, kind="stable").reset_index(drop=True)
+    ids["code"] = np.arange(len(ids), dtype=np.int64)
+    ids["stratum"] = pd.factorize(ids["dataset"], sort=True)[0] if "dataset" in ck else 0
+    return ids
+
+
+def fit_all(robustness: pd.DataFrame, outcomes: pd.DataFrame, cfg: dict, seed: int = 0) -> RegressionResult:
+    """Fit performance on robustness for every (dataset, model, task, metric, family), predict held-out families,
+    bootstrap the headline statistics over images and compare models.
 
     ``robustness``: one row per (image, family) with the metric columns (in [0, 1], 0 = robust);
     ``outcomes``: one row per (task, condition, image) from :func:`embedrobust.downstream.evaluate_store`
-    with dataset and model columns; ``cfg``: the ``regression`` params section (or the dict holding it).
-    Accuracies are fractions in [0, 1]; columns ending in ``_points`` are percentage points.
+    with dataset and model columns; ``cfg``: the ``regression`` params section (or the dict holding it);
+    ``seed``: the study seed, which fixes the bootstrap resamples. Accuracies are fractions in [0, 1]; columns
+    ending in ``_points`` are percentage points.
     """
+    from embedrobust.regression import panel
+
     cfg = regression_config(cfg)
     metrics = list(cfg["metrics"])
     for m in metrics:
@@ -201,25 +283,125 @@ def fit_all(robustness: pd.DataFrame, outcomes: pd.DataFrame, cfg: dict) -> Regr
         for m in metrics:
             for fam, sub in _family_subsets(g_img):
                 ident = {**base, "metric": m, "family": fam}
-                fits.append(_fit_row(ident, "image", "ols_hc3", fit_ols(sub[m], sub["performance"], ci, "HC3")))
+                fits.append(_fit_row(ident, "image", "ols", fit_ols(sub[m], sub["performance"], ci,
+                                                                    groups=sub["image"])))
                 if cfg["logit"]:
                     r = g_rows if fam == POOLED else g_rows[g_rows["family"] == fam]
-                    fits.append(_fit_row(ident, "image", "logit", fit_logit(r[m], r["correct"], ci)))
+                    fits.append(_fit_row(ident, "image", "logit", fit_logit(r[m], r["correct"], ci,
+                                                                            groups=r["image"])))
                 b = bin_points(sub[m], sub["performance"], nb, mb)
                 binned.append(b.assign(**ident)[list(ident) + list(b.columns)])
                 k = b[b["kept"]]
-                fits.append(_fit_row(ident, "bin", "ols", fit_ols(k["x_mean"], k["accuracy"], ci)))
+                fits.append(_fit_row(ident, "bin", "ols", fit_ols(k["x_mean"], k["accuracy"], ci, AGGREGATED_COV)))
             fits.append(
-                _fit_row({**base, "metric": m, "family": POOLED}, "level", "ols", fit_ols(g_lvl[m], g_lvl["accuracy"], ci))
+                _fit_row({**base, "metric": m, "family": POOLED}, "level", "ols",
+                         fit_ols(g_lvl[m], g_lvl["accuracy"], ci, AGGREGATED_COV))
             )
             preds.extend(_held_out(base, m, g_img, g_lvl, ci, nb, mb))
 
     fits_df = pd.DataFrame(fits)[gk + ["metric", "family", "granularity", "estimator"] + FIT_STATS]
     binned_df = pd.concat(binned, ignore_index=True)
     pred_df = pd.DataFrame(preds)
+
+    # One set of resamples for everything: paired comparisons across metrics, models and conditions.
+    codes = _cluster_codes(outcomes, keys)
+    ck = [c for c in codes.columns if c not in ("code", "stratum")]
+    codes = codes[ck + ["code"]].assign(stratum=codes["stratum"])
+    n_boot = int(cfg["bootstrap"])
+    counts = cluster_counts(len(codes), n_boot, seed, strata=codes["stratum"].to_numpy())
+    weights = np.vstack([np.ones((1, len(codes))), counts]).astype(np.float64)
+    codes = codes.drop(columns="stratum")
+    coded_out = outcomes[keys + ["task", "family", "level", "image", "correct"]].merge(codes, on=ck, how="inner")
+    coded_rows = rows.merge(codes, on=ck, how="inner")
+    coded_rob = rob.merge(codes, on=ck, how="inner")
+    out_by = dict(iter(coded_out.groupby(gk, sort=True)))
+    crow_by = dict(iter(coded_rows.groupby(gk, sort=True)))
+    rob_by = dict(iter(coded_rob.groupby(keys, sort=True)))
+    cubes: dict[tuple, Cube] = {}
+    for gvals in sorted(out_by):
+        if gvals not in crow_by:
+            continue
+        cubes[gvals] = build_cube(out_by[gvals], crow_by[gvals], rob_by[gvals[:-1]], metrics, len(codes))
+    boot_rows = []
+    meta = {"n_boot": n_boot, "ci_level": ci, "seed": int(seed)}
+    for gvals, cube in cubes.items():
+        base = dict(zip(gk, gvals))
+        stats = _resampled_stats(cube, metrics, weights, nb, mb)
+        for (stat, metric, gran), reps in stats.items():
+            boot_rows.append({**base, "statistic": stat, "metric": metric, "granularity": gran,
+                              "estimate": reps[0], **percentile_ci(reps[1:], ci), **meta})
+    boot_df = pd.DataFrame(boot_rows)
+    if len(boot_df):
+        boot_df = boot_df.sort_values(gk + ["statistic", "metric", "granularity"], kind="stable").reset_index(drop=True)
+
+    cross = panel.cross_model(cubes, keys, metrics, weights, ci)
     drop_df = accuracy_drop(outcomes, keys, lvl, metrics)
+    drop_df = drop_df.merge(cross.level_drops, on=gk + ["family", "level"], how="left")
     summary = _summary(fits_df, pred_df, drop_df, keys, outcome, metrics)
-    return RegressionResult(fits_df, binned_df, pred_df, drop_df, summary)
+    summary.update(_bootstrap_summary(fits_df, boot_df, cross, keys, meta))
+    return RegressionResult(fits_df, binned_df, pred_df, drop_df, boot_df, cross.model_family,
+                            cross.rank_correlation, cross.panel_fits, summary)
+
+
+def _resampled_stats(cube: Cube, metrics: list[str], w: np.ndarray, nb: int, mb: int) -> dict:
+    """The bootstrapped statistics of one (model, task) under counts ``w`` (B, n): {(statistic, metric,
+    granularity): (B,)}. Row 0 of ``w`` being all ones makes row 0 of every array the point estimate, equal to
+    the value in ``fits`` / ``predictions`` (the held-out MAE: the mean of ``abs_error_points`` over families).
+    """
+    out: dict = {}
+    fam_of_point = cube.points["fam"].to_numpy()
+    r2: dict = {}
+    # NaN is the statistic's honest value where a resample leaves it undefined; percentile_ci counts those out
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for m in metrics:
+            ir = cube.image_rows(m)
+            fams = np.unique(ir["fam"].to_numpy())
+            # image granularity: weighted moments of the (image, family) rows, each row weighted by its image's count
+            code, fam = ir["code"].to_numpy(), ir["fam"].to_numpy()
+            xv, pv = ir["x"].to_numpy(), ir["performance"].to_numpy()
+            dx, dp = xv - xv.mean(), pv - pv.mean()  # shifting first keeps the centred moments exact
+            per = np.zeros((w.shape[1], 6))
+            np.add.at(per, code, np.column_stack([np.ones_like(dx), dx, dp, dx * dx, dx * dp, dp * dp]))
+            distinct = (w > 0).astype(np.float64) @ per[:, 0]
+            r2[(m, "image")] = np.where(distinct >= 3, weighted_line_r2(w @ per), np.nan)
+
+            # bin granularity: re-bin each resample, pooled and without each family
+            order = np.argsort(xv, kind="stable")
+            xs, ps, cs, fs = xv[order], pv[order], code[order], fam[order]
+            r2[(m, "bin")] = binned_line(xs, ps, w, cs, nb, mb)["r2"]
+            bin_err = []
+            for f in fams:
+                line = binned_line(xs, ps, w, cs, nb, mb, row_mask=fs != f)
+                te = fam == f
+                wt = w[:, code[te]]
+                xt, meas = (wt @ xv[te]) / wt.sum(1), (wt @ pv[te]) / wt.sum(1)
+                bin_err.append(_abs_error(line, xt, meas))
+
+            # level granularity: weighted accuracies and robustness of the (family, level) points
+            acc, xl = cube.level_means(w, m)
+            r2[(m, "level")] = line_fit(xl, acc)["r2"]
+            lvl_err = []
+            for f in fams:
+                tr = fam_of_point != f
+                line = line_fit(xl[:, tr], acc[:, tr])
+                lvl_err.append(_abs_error(line, np.nanmean(xl[:, ~tr], 1), np.nanmean(acc[:, ~tr], 1)))
+            for gran, errs in (("bin", bin_err), ("level", lvl_err)):
+                out[("heldout_mae_points", m, gran)] = (
+                    np.nanmean(np.column_stack(errs), 1) if errs else np.full(w.shape[0], np.nan)
+                )
+    for (m, gran), v in r2.items():
+        out[("r2", m, gran)] = v
+    for a, b in DIFFERENCES:
+        if a in metrics and b in metrics:
+            for gran in ("image", "bin", "level"):
+                out[("r2_difference", f"{a}-{b}", gran)] = r2[(a, gran)] - r2[(b, gran)]
+    return out
+
+
+def _abs_error(line: dict, x, measured) -> np.ndarray:
+    pred = np.clip(line["intercept"] + line["slope"] * x, 0.0, 1.0)
+    return 100 * np.abs(pred - measured)
 
 
 def _held_out(base: dict, metric: str, g_img: pd.DataFrame, g_lvl: pd.DataFrame, ci, nb, mb) -> list[dict]:
@@ -329,4 +511,51 @@ def _summary(fits, preds, drops, keys, outcome, metrics) -> dict:
         "best_metric_by_mae": best,
         "clean_accuracy": clean,
         "accuracy_drop_points": drop,
+    }
+
+
+def _interval(r) -> dict:
+    return {"estimate": r["estimate"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
+
+
+def _bootstrap_summary(fits, boot, cross, keys, meta) -> dict:
+    """Summary entries of the inference: covariance types, the clustered / HC3 SE ratio of the pooled image
+    fits, the bootstrap intervals and the cross-model rank correlations and panel slopes."""
+    ratio: dict = {}
+    pooled = fits[(fits["family"] == POOLED) & (fits["granularity"] == "image") & (fits["estimator"] == "ols")]
+    for _, r in pooled.iterrows():
+        ratio.setdefault(_model_key(r, keys), {}).setdefault(r["task"], {})[r["metric"]] = (
+            r["slope_se"] / r["slope_se_hc3"] if r["slope_se_hc3"] > 0 else np.nan
+        )
+    tables: dict = {"r2": {}, "heldout_mae_points": {}, "r2_difference": {}}
+    for _, r in boot.iterrows():
+        tables[r["statistic"]].setdefault(_model_key(r, keys), {}).setdefault(r["task"], {}).setdefault(
+            r["metric"], {})[r["granularity"]] = _interval(r)
+    panel_keys = [k for k in keys if k != "model"]
+    multi = len(panel_keys) and len(cross.rank_correlation) and cross.rank_correlation[panel_keys[0]].nunique() > 1
+
+    def where(r) -> str:
+        return f"{r[panel_keys[0]]}/{r['task']}" if multi else r["task"]
+
+    ranks: dict = {}
+    for _, r in cross.rank_correlation.iterrows():
+        ranks.setdefault(where(r), {}).setdefault(r["metric"], {})[r["family"]] = {
+            "n_models": r["n_models"], "note": r["note"],
+            "spearman": {"estimate": r["spearman"], "ci_low": r["spearman_ci_low"], "ci_high": r["spearman_ci_high"]},
+            "kendall": {"estimate": r["kendall"], "ci_low": r["kendall_ci_low"], "ci_high": r["kendall_ci_high"]},
+        }
+    slopes: dict = {}
+    for _, r in cross.panel_fits.iterrows():
+        slopes.setdefault(where(r), {}).setdefault(r["metric"], {})[r["estimator"]] = {
+            "slope": r["slope"], "ci_low": r["slope_ci_low"], "ci_high": r["slope_ci_high"],
+            "boot_ci_low": r["slope_boot_ci_low"], "boot_ci_high": r["slope_boot_ci_high"],
+            "cov_type": r["cov_type"], "converged": bool(r["converged"]), "note": r["note"],
+        }
+    return {
+        "cov_type": dict(COV_TYPES),
+        "se_ratio_cluster_hc3": ratio,
+        "bootstrap": {**meta, "method": "percentile intervals, cluster bootstrap over test images",
+                      **tables},
+        "rank_correlation": ranks,
+        "panel_slopes_points_per_unit": slopes,
     }
