@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @contextlib.contextmanager
 def phase_timers():
     """Patch the stage's phases with cumulative wall-clock timers; yields {phase: seconds}."""
-    from embedrobust.data.index import ImageDataset
+    from embedrobust.data.dataset import ImageDataset
     from embedrobust.embed.store import ChunkedStoreWriter
     from embedrobust.models.encoder import Encoder
     from embedrobust.perturb.registry import Perturbation

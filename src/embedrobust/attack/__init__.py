@@ -10,20 +10,7 @@
 - ``family``: the ``embed_attack`` perturbation family (imported on demand, it registers itself).
 """
 
-from .dense import (
-    LinearDepthHead,
-    LinearSegHead,
-    dense_forward,
-    fit_depth_head,
-    fit_seg_head,
-    miou,
-    predict,
-    rmse,
-)
-from .evaluate import evaluate_classifier_attack, evaluate_dense, fit_select_head, select_probe
-from .features import features_and_tokens, model_input, patch_tokens, pooled_features
-from .pgd import EPS, STEP_SIZE, STEPS, AttackError, depth_loss, depthpgd, embed_attack, pgd, pgd_classifier, segpgd
-from .synthetic import depth_ramps, shapes_segmentation
+from .._lazy import lazy_exports
 
 __all__ = [
     "EPS", "STEPS", "STEP_SIZE", "AttackError", "LinearDepthHead", "LinearSegHead", "dense_forward", "depth_loss",
@@ -32,3 +19,15 @@ __all__ = [
     "model_input", "patch_tokens", "pgd", "pgd_classifier", "pooled_features", "predict", "rmse", "segpgd",
     "select_probe", "shapes_segmentation",
 ]
+
+# Loaded on first use: the perturbation registry imports ``family`` (and with it this package) to register
+# embed_attack, and should not pull in the evaluation code (pandas, the downstream classifiers) with it.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["LinearDepthHead", "LinearSegHead", "dense_forward", "fit_depth_head", "fit_seg_head", "miou",
+                     "predict", "rmse"], "dense"),
+    **dict.fromkeys(["evaluate_classifier_attack", "evaluate_dense", "fit_select_head", "select_probe"], "evaluate"),
+    **dict.fromkeys(["features_and_tokens", "model_input", "patch_tokens", "pooled_features"], "features"),
+    **dict.fromkeys(["EPS", "STEP_SIZE", "STEPS", "AttackError", "depth_loss", "depthpgd", "embed_attack", "pgd",
+                     "pgd_classifier", "segpgd"], "pgd"),
+    **dict.fromkeys(["depth_ramps", "shapes_segmentation"], "synthetic"),
+})

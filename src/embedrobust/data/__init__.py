@@ -1,8 +1,10 @@
-"""Datasets: sources that build ``index.csv``, the index itself, and robust image decoding."""
+"""Datasets: sources that build ``index.csv``, the index itself, and robust image decoding.
 
-from .decode import load_batch, load_image, resize_crop, resized_shape
-from .index import ImageDataset, class_names, load_labelled, read_index, resolve_files, write_index
-from .sources import fetch_dataset, list_sources
+The names load with their module on first use: fetching and reading an index need pandas and Pillow only, while
+decoding needs torch and torchvision, seconds of start-up that the fetch stage should not pay.
+"""
+
+from .._lazy import lazy_exports
 
 __all__ = [
     "ImageDataset",
@@ -18,3 +20,10 @@ __all__ = [
     "resolve_files",
     "write_index",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["load_batch", "load_image", "resize_crop", "resized_shape"], "decode"),
+    **dict.fromkeys(["ImageDataset", "load_labelled"], "dataset"),
+    **dict.fromkeys(["class_names", "read_index", "resolve_files", "write_index"], "index"),
+    **dict.fromkeys(["fetch_dataset", "list_sources"], "sources"),
+})

@@ -20,13 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.transforms.v2 import functional as TF
 
 from ..errors import DataError
+
+# torch (and torchvision, for resizing) are imported where a tensor is made, not here: the fetch stage imports this
+# module through its sources, and a source that only writes PNGs should not pay seconds for them.
+if TYPE_CHECKING:
+    import torch
 
 _ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
 _WIDE_GRAY_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I;16S", "I", "F"}
@@ -137,6 +141,8 @@ def load_image(path: Path | str) -> torch.Tensor:
         raise DataError(f"{path} {_unidentified_reason(path)}. Replace or remove it.") from e
     except (OSError, SyntaxError, ValueError, EOFError, TypeError) as e:
         raise DataError(f"image {path} is truncated or corrupt ({type(e).__name__}: {e}). Replace or remove it.") from e
+    import torch
+
     # np.array copies: arrays viewing Pillow memory are read-only, which torch warns about
     return torch.from_numpy(np.array(rgb, dtype=np.uint8, order="C")).permute(2, 0, 1).contiguous()
 
@@ -162,6 +168,8 @@ def resize_crop(image: torch.Tensor, size: int) -> torch.Tensor:
     _, h, w = image.shape
     nh, nw = resized_shape(h, w, size)
     if (nh, nw) != (h, w):
+        from torchvision.transforms.v2 import functional as TF
+
         image = TF.resize(image, [nh, nw], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
     top, left = (nh - size) // 2, (nw - size) // 2
     return image[:, top : top + size, left : left + size].contiguous()
@@ -173,6 +181,8 @@ def load_batch(paths: Sequence[Path | str], size: int) -> torch.Tensor:
     Returns:
         uint8 tensor (N, 3, size, size); deterministic (same files, same bytes).
     """
+    import torch
+
     if size < 1:
         raise ValueError(f"size must be a positive number of pixels, got {size}")
     if len(paths) == 0:

@@ -37,15 +37,19 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import ConfigError, DataError, unknown_name
 from .decode import load_image, resize_crop, resized_shape
+
+# torch is imported by the functions that make tensors: fetching a real dataset only indexes its files, and the
+# fetch_dense stage should not pay seconds of start-up for it.
+if TYPE_CHECKING:
+    import torch
 
 IGNORE_INDEX = 255
 INDEX_NAME = "index.csv"
@@ -154,6 +158,8 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 
 
 def _synthetic(name: str, cfg: dict, out_dir: Path, seed: int, task: str) -> Fetched:
+    import torch
+
     from ..attack.synthetic import depth_ramps, shapes_segmentation
 
     n = _int(cfg, "n", 48)
@@ -430,6 +436,8 @@ def _read_depth(path: Path, scale: float) -> np.ndarray:
 def resize_crop_target(target: torch.Tensor, size: int) -> torch.Tensor:
     """(H, W) labels or depth -> (size, size): shorter side to ``size`` by nearest neighbour (pixel centres,
     ``nearest-exact``), then the same centre crop as ``decode.resize_crop`` applies to the image."""
+    import torch.nn.functional as F
+
     h, w = target.shape
     nh, nw = resized_shape(h, w, size)
     if (nh, nw) != (h, w):
@@ -450,6 +458,8 @@ def load_dense(dataset_dir: Path | str, split: str, image_size: int) -> tuple[to
         images uint8 (N, 3, S, S); targets (N, S, S): int64 classes with 255 = ignore (segmentation) or float32
         metres with 0 = unknown (depth); meta: ``dense.json`` plus ``ids`` (the rows' ids, in order).
     """
+    import torch
+
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     dataset_dir = Path(dataset_dir)
