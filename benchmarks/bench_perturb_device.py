@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_perturb import NAMES, photos  # noqa: E402
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -32,14 +32,30 @@ def _sync(device: torch.device) -> None:
 def best_ms(fn, device: torch.device, reps: int) -> float:
     """Best wall time of ``fn()`` in ms over ``reps`` runs, after one warm-up run."""
     fn()
-    _sync(device)
+    sync(device)
     best = float("inf")
     for _ in range(reps):
         t = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         best = min(best, time.perf_counter() - t)
     return 1000 * best
+
+
+def device_photos(batch: int, device: torch.device, size: int = 224) -> torch.Tensor:
+    """(batch, 3, size, size) float photographs in [0, 1] on ``device``: perturbation times depend on content
+    (JPEG entropy coding, blur kernels on edges), so noise would flatter some families."""
+    return (torch.from_numpy(photos(batch, size)).permute(0, 3, 1, 2).float() / 255).contiguous().to(device)
+
+
+def perturb_ms(name: str, x: torch.Tensor, severity: int, gen: torch.Generator, reps: int) -> float:
+    """Best ms per image of perturbation ``name`` on the batch ``x`` (on its device) at ImageNet-C ``severity``
+    (1..5; families tabulated by level use their level at that severity)."""
+    from embedrobust.perturb import get_perturbation
+
+    p = get_perturbation(name)
+    v = float(severity) if p.unit == "severity" else p.severities[severity - 1]
+    return best_ms(lambda: p(x, v, gen), x.device, reps) / x.shape[0]
 
 
 def main() -> None:
@@ -54,11 +70,9 @@ def main() -> None:
 
     import timm
 
-    from embedrobust.perturb import get_perturbation
-
     device = torch.device(args.device)
     names = [n for n in args.only.split(",") if n] or NAMES
-    x = (torch.from_numpy(photos(args.batch)).permute(0, 3, 1, 2).float() / 255).contiguous().to(device)
+    x = device_photos(args.batch, device)
     gen = torch.Generator(device=device).manual_seed(0)
 
     model = timm.create_model(args.model, pretrained=False).to(device).eval()
@@ -80,9 +94,7 @@ def main() -> None:
     print(f"{'corruption':18s} {'ms/img':>8s} {'/ forward':>10s}")
     total = 0.0
     for n in names:
-        p = get_perturbation(n)
-        v = float(args.severity) if p.unit == "severity" else p.severities[args.severity - 1]
-        ms = best_ms(lambda: p(x, v, gen), device, args.reps) / args.batch
+        ms = perturb_ms(n, x, args.severity, gen, args.reps)
         total += ms
         print(f"{n:18s} {ms:8.3f} {ms / ref:9.2f}x", flush=True)
     mean_ms = total / len(names)
