@@ -79,7 +79,7 @@ def _weights_for_tag(arch: str, tag: str, cfg: dict) -> Path:
         return Path(cfg["file"])
     if cfg.get("hf_hub"):
         repo_id, filename = _split_hf(cfg["hf_hub"])
-        if not filename:
+        if not filename or filename == _HF_WEIGHTS:  # open_clip's own order: its safetensors name, then the .bin
             names = [_HF_SAFE_WEIGHTS, _HF_WEIGHTS]
         elif filename.endswith((".bin", ".pth")):
             names = [filename[:-4] + ".safetensors", filename]  # open_clip prefers a safetensors twin
