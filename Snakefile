@@ -1,12 +1,17 @@
 # embedrobust: robustness of vision foundation model embeddings. Thin entry point; rules live in workflow/rules.
-#   snakemake --cores all reports/final.pdf        (the demo in params.yaml)
-#   snakemake --cores all --configfile config/full_study.yaml   (the full study, GPU)
+#   snakemake --cores all reports/final.pdf                                   (the demo in params.yaml)
+#   snakemake --cores all reports/final.pdf --configfile config/full_study.yaml   (the full study, GPU)
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "params.yaml"
+# One config per run, never a merge: params.yaml (the demo, and what `dvc repro` reads) applies only when no
+# --configfile is given. Snakemake would otherwise deep-merge the demo's datasets, models and grid into the
+# given study. Several --configfile files still merge with each other (a study plus a size overlay).
+if not workflow.overwrite_configfiles:
+
+    configfile: "params.yaml"
 
 
 include: "workflow/rules/common.smk"
@@ -17,6 +22,7 @@ include: "workflow/rules/metrics.smk"
 include: "workflow/rules/downstream.smk"
 include: "workflow/rules/regression.smk"
 include: "workflow/rules/attack.smk"
+include: "workflow/rules/text_robustness.smk"
 include: "workflow/rules/report.smk"
 
 

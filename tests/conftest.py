@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,21 @@ TINY = {
     "task_attack": {"eps": [0.01568627450980392], "options": {"steps": 2}},
     "report": {"title": "test"},
 }
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Single-threaded torch in the test process: on a shared 2-core machine, contended worker threads slow models
+    down 10x. Acts only where torch is loaded already (a test module that never imports it does not pay for it);
+    workflow tests run their stages in subprocesses with the threads Snakemake gives them."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

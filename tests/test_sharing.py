@@ -1,4 +1,5 @@
-"""Sharing results through DVC: push from one checkout, `make pull` in a clone, and Snakemake has nothing to do.
+"""Sharing results through DVC: `make share` after a Snakemake run, `make pull` in a clone, and Snakemake has
+nothing to do.
 
 The clone gets data/ from a local-directory DVC remote. DVC does not keep modification times, so without the
 `--touch` step of `make pull` Snakemake would rerun the whole workflow; with it, nothing runs and a real change
@@ -30,10 +31,9 @@ def clone(project, tmp_path_factory) -> Path:
     so the tests run in file order)."""
     remote = tmp_path_factory.mktemp("dvc-remote")
     run(["dvc", "remote", "add", "-d", "-f", "local", str(remote)], project)
-    run(["dvc", "commit", "--force", "--quiet"], project)
+    run(["make", "share"], project)  # Snakemake built the results: share records dvc.lock and pushes
     for cmd in (["git", "add", "-A"], ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "data"]):
         run(cmd, project)
-    run(["dvc", "push", "--quiet"], project)
     dest = tmp_path_factory.mktemp("clone") / "repo"
     run(["git", "clone", "-q", str(project), str(dest)], dest.parent)
     return dest
@@ -70,3 +70,10 @@ def test_make_pull_refuses_data_that_does_not_match_the_checkout(clone):
         proc = run(["make", "pull"], clone, check=False)
         assert proc.returncode != 0 and "does not match" in proc.stderr
         assert planned_jobs(clone) == {"regression": 1, "report": 1, "all": 1}
+
+
+def test_share_refuses_results_older_than_the_params(project):
+    """Recording dvc.lock for stale outputs would hand a clone results that its params did not produce."""
+    with edited_params(project, lower_ci_level):
+        proc = run(["make", "share"], project, check=False)
+        assert proc.returncode != 0 and "not current" in proc.stderr and "regression" in proc.stderr

@@ -16,11 +16,14 @@ from pathlib import Path
 from .errors import EmbedRobustError
 
 STAGES = ("fetch", "finetune", "embed", "text", "metrics", "downstream", "regression", "fetch_dense", "dense",
-          "task_attack", "report")
+          "task_attack", "text_robustness", "report")
 PER_DATASET = {"fetch", "regression", "fetch_dense"}
-PER_MODEL = {"embed", "text", "metrics", "downstream", "dense", "task_attack"}
+PER_MODEL = {"embed", "text", "metrics", "downstream", "dense", "task_attack", "text_robustness"}
 # Stages whose datasets and models come from their own section (dense, task_attack), not from datasets x models.
 PLANNED = {"fetch_dense": "dense", "dense": "dense", "task_attack": "task_attack"}
+# Stages that compute without torch (numpy, scikit-learn, statsmodels, matplotlib): --threads has nothing to set
+# there, and importing torch to set it would add seconds to every such job.
+NO_TORCH = {"downstream", "regression", "report"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,8 +54,27 @@ def _parser() -> argparse.ArgumentParser:
     ml.add_argument("--library", choices=["open_clip", "timm"])
     ml.add_argument("--filter", default="", help="substring filter")
     v = sub.add_parser("validate", help="validate a params file and print the perturbation grid")
-    v.add_argument("--params", type=Path, default=Path("params.yaml"))
+    v.add_argument("--params", type=Path, nargs="+", default=[Path("params.yaml")],
+                   help="params file, or a study file followed by overlays (merged as Snakemake merges them)")
+    v.add_argument("--json", action="store_true", help="print the resolved plan (datasets, models, ...) as JSON")
+    sh = sub.add_parser("share", help="record dvc.lock for a finished Snakemake run and push it (DVC remote)")
+    sh.add_argument("--configfile", type=Path, nargs="+", help="the run's --configfile files (default: params.yaml)")
+    sh.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
+    sh.add_argument("--no-push", action="store_true", help="record dvc.lock only")
     return p
+
+
+def _plan(cfg: dict) -> dict:
+    """What a config resolves to: the datasets, models (fine-tuned ones included) and stage plans it runs."""
+    from .config import all_models, conditions, dense_plan, finetune_runs, task_attack_plan
+
+    dense, ta = dense_plan(cfg), task_attack_plan(cfg)
+    return {"datasets": sorted(cfg["datasets"]), "models": sorted(cfg["models"]),
+            "finetuned": sorted(finetune_runs(cfg)), "all_models": sorted(all_models(cfg)),
+            "conditions": [c.label for c in conditions(cfg)],
+            "dense": {"datasets": sorted(dense["datasets"]), "models": sorted(dense["models"])},
+            "task_attack": {"datasets": sorted(ta["datasets"]), "models": sorted(ta["models"]),
+                            "eps": list(ta["eps"])}}
 
 
 def _selected(kind: str, name: str | None, everything: bool, known: dict) -> list[str]:
@@ -94,14 +116,14 @@ def _run_stage(args) -> None:
     from . import stages
     from .config import load_params
 
-    if args.threads:
+    if args.threads and args.command not in NO_TORCH:
         import torch
 
         torch.set_num_threads(args.threads)
     if args.stage_config:
         cfgs = [json.loads(args.stage_config)]
     else:
-        cfgs = _targets(args, load_params(args.params))
+        cfgs = _targets(args, load_params(args.params, root=args.root))
     if args.command in stages.DECLARED_DIRS:
         stages.DECLARED_DIRS[args.command](args.root).mkdir(parents=True, exist_ok=True)
     for cfg in cfgs:
@@ -130,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
             from .config import conditions, dense_plan, finetune_runs, load_params, task_attack_plan
 
             cfg = load_params(args.params)
+            if args.json:
+                print(json.dumps(_plan(cfg), indent=1))
+                return 0
             grid = conditions(cfg)
-            print(f"{args.params}: valid; {len(cfg['datasets'])} dataset(s), {len(cfg['models'])} model(s), "
+            print(f"{' + '.join(map(str, args.params))}: valid; {len(cfg['datasets'])} dataset(s), {len(cfg['models'])} model(s), "
                   f"{len(grid)} conditions:")
             print("  " + ", ".join(c.label for c in grid))
             runs = finetune_runs(cfg)
@@ -145,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             if ta["eps"]:
                 print(f"task attack (PGD on the linear probe): {', '.join(ta['datasets'])} x "
                       f"{', '.join(ta['models'])}; eps {ta['eps']}")
+        elif args.command == "share":
+            from .share import share
+
+            share(args.root, args.configfile, push=not args.no_push)
         else:
             _run_stage(args)
     except EmbedRobustError as exc:

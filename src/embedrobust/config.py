@@ -61,11 +61,15 @@ def _resolve(ref: str, root: dict) -> dict:
     return node
 
 
-def validate(config: dict, source: str = "params") -> dict:
+def validate(config: dict, source: str = "params", root: str | Path | None = None) -> dict:
     """Validate ``config`` against the schema and the registries; return a copy with defaults filled.
 
+    Every parameter value is checked against its family's domain, and every input path the stages read must
+    exist (``root``, default the working directory: the project root that relative checkpoints are read from).
+
     Raises:
-        ConfigError: one message naming the first problem (its path in the config) and how to fix it.
+        ConfigError: one message naming the first problem (its path in the config) and how to fix it; missing
+            input paths are listed together in one.
     """
     import jsonschema
 
@@ -86,7 +90,91 @@ def validate(config: dict, source: str = "params") -> dict:
     finetune_runs(cfg)  # checks bases, methods, families and trainer options; names must not collide
     dense_plan(cfg)
     task_attack_plan(cfg)
+    text_robustness_plan(cfg)
+    _check_paths(cfg, source, Path.cwd() if root is None else Path(root))
     return cfg
+
+
+def _shown(value: float) -> str:
+    """``value`` as %g where that is exact, else every digit (100.0000001 must not read as 100)."""
+    s = f"{value:g}"
+    return s if float(s) == value else repr(float(value))
+
+
+def _check_values(where: str, p, values, *, as_level: bool = True, domain: str | None = None,
+                  fix: str | None = None) -> None:
+    """Every value of ``values`` is in ``p``'s domain (``Perturbation.admits``), or one ConfigError names them."""
+    bad = [v for v in values if not p.admits(v, as_level=as_level)]
+    if not bad:
+        return
+    domain = domain or f"{p.name}'s domain"
+    fix = fix or ("give values in that domain, or severities: [1, 2, 3, 4, 5] for the severity table's values "
+                  "(`embedrobust perturb --list` shows every family's domain)")
+    raise ConfigError(f"{where}: {', '.join(_shown(v) for v in bad)} {'is' if len(bad) == 1 else 'are'} not in "
+                      f"{domain}, {p.domain} ({p.param}); {fix}")
+
+
+def _check_eps(where: str, values) -> None:
+    """The task attacks' radii share EmbedAttack's unit (L-inf, pixel units), so its domain is theirs too."""
+    from .perturb import get_perturbation
+
+    _check_values(where, get_perturbation("embed_attack"), values, domain="the L-inf radius domain",
+                  fix="give radii in pixel units, e.g. 0.03137254901960784 for 8/255")
+
+
+def _check_paths(cfg: dict, source: str, root: Path) -> None:
+    """The input paths the stages read exist: image folders, torchvision roots that will not be downloaded,
+    real dense datasets and given model checkpoints. Fine-tuned models' checkpoints are not inputs: the
+    finetune stage writes them. Dataset paths are read from the working directory (as ``data.sources``
+    does), checkpoints from the project root (as ``models.spec.resolved`` does)."""
+    from .data.dense import LAYOUTS
+
+    problems: list[str] = []
+
+    def need(key: str, value, fix: str, *, is_dir: bool = True, base: Path | None = None) -> None:
+        if value is None:
+            problems.append(f"{key}: not set; {fix}")
+            return
+        path = Path(str(value)).expanduser()
+        if not path.is_absolute():
+            path = (base or Path.cwd()) / path
+        if path.is_dir() if is_dir else path.is_file():
+            return
+        shown = repr(str(value)) + ("" if str(path) == str(value) else f" (= {path})")
+        state = (f"is not a {'directory' if is_dir else 'file'}" if path.exists() else "does not exist")
+        problems.append(f"{key}: {shown} {state}; {fix}")
+
+    for name, spec in cfg["datasets"].items():
+        key = f"datasets.{name}"
+        if spec["source"] == "imagefolder":
+            need(f"{key}.path", spec.get("path"), f"set {key}.path to your copy of {name}: a directory of class "
+                                                  f"folders, or of train/ and val/ (or test/) class folders")
+            names = spec.get("class_names")
+            if names is not None and names != "imagenet":  # else a map file: folder -> class name
+                need(f"{key}.class_names", names, "set it to a map file (LOC_synset_mapping.txt lines or JSON "
+                                                  "{folder: name}), to imagenet for the built-in map, or remove it",
+                     is_dir=False)
+        elif spec["source"] == "torchvision":
+            tv = spec.get("name") or "dataset"
+            if spec.get("download", True) is False:  # with download, a missing root is where it will go
+                need(f"{key}.root", spec.get("root"), f"set {key}.root to the directory that holds torchvision's "
+                                                      f"{tv}, or set {key}.download: true to download it there")
+            elif spec.get("root") is None:
+                need(f"{key}.root", None, f"set {key}.root to the directory to download torchvision's {tv} into")
+    for name, spec in ((cfg.get("dense") or {}).get("datasets") or {}).items():
+        if spec["source"] in LAYOUTS:
+            key = f"dense.datasets.{name}.path"
+            need(key, spec.get("path"), f"set {key} to your local copy of {spec['source']}, "
+                                        f"{LAYOUTS[spec['source']]} (it is never downloaded)")
+    for name, spec in cfg["models"].items():  # fine-tuned models are not in this section
+        if spec.get("checkpoint") is not None:
+            need(f"models.{name}.checkpoint", spec["checkpoint"],
+                 f"set it to an existing weights file (a relative path is read from the project root, {root}), or "
+                 f"remove it", is_dir=False, base=root)
+    if problems:
+        raise ConfigError(f"{source}: {len(problems)} input path{'s' if len(problems) > 1 else ''} missing; fix "
+                          + ("each" if len(problems) > 1 else "it") + " before running:\n  - "
+                          + "\n  - ".join(problems))
 
 
 def _check_models(cfg: dict) -> None:
@@ -102,8 +190,8 @@ def _check_models(cfg: dict) -> None:
                               f"List them with `embedrobust models --list --library {spec['library']}`.")
 
 
-def load_params(path: str | Path) -> dict:
-    """Read and validate a params file (YAML)."""
+def read_config(path: str | Path) -> dict:
+    """The raw mapping in one YAML config file (not validated)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file {str(path)!r} not found. Pass an existing file with --params.")
@@ -113,7 +201,34 @@ def load_params(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not valid YAML ({exc}). Fix the syntax at the position shown.") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (seed, datasets, models, ...), got {type(raw).__name__}.")
-    return validate(raw, source=str(path))
+    return raw
+
+
+def merge_configs(base: dict, overlay: dict) -> dict:
+    """``base`` updated by ``overlay`` the way Snakemake merges several --configfile files: mappings merge key by
+    key, recursively; any other value replaces."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_configs(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_configs(paths: list[str | Path]) -> dict:
+    """The raw config of one run: a single file, or a study file followed by overlays (e.g. a smaller size)."""
+    raw: dict = {}
+    for path in paths:
+        raw = merge_configs(raw, read_config(path))
+    return raw
+
+
+def load_params(path: str | Path | list[str | Path], root: str | Path | None = None) -> dict:
+    """Read and validate a params file (YAML), or a study file followed by overlays merged onto it; ``root`` is the
+    project root relative checkpoints are read from (default: the working directory)."""
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    return validate(read_configs(paths), source=" + ".join(str(p) for p in paths), root=root)
 
 
 @dataclass(frozen=True)
@@ -161,6 +276,7 @@ def families(config: dict) -> dict[str, list[float]]:
             p = tabled(config, name, f"perturbations.families.{name}")
         if "levels" in spec:
             values = [float(v) for v in spec["levels"]]
+            _check_values(f"perturbations.families.{name}.levels", p, values)
         else:
             values = p.levels(spec["severities"])
         if len(set(values)) != len(values):
@@ -276,6 +392,8 @@ def finetune_runs(config: dict) -> dict[str, dict]:
         spec = list(grid)
     if isinstance(spec, list):
         spec = {n: ({"levels": grid[n]} if n in grid else None) for n in spec}
+    else:
+        _check_finetune_families(spec)
     table = severity_table(config)
     trained = {n: {"levels": list(v)} if not (v and v[0] == "range") else {"range": [v[1], v[2]]}
                for n, v in resolve_families(spec, table).items()}
@@ -299,6 +417,27 @@ def finetune_runs(config: dict) -> dict[str, dict]:
                     runs[name] = {"base": base, "dataset": dataset, "method": method, "alpha": alpha,
                                   "family": fam, "train": train}
     return runs
+
+
+def _check_finetune_families(spec: dict) -> None:
+    """Levels and ranges of ``finetune.families`` (a mapping) are in their families' domains."""
+    from .perturb import get_perturbation
+
+    for name, fam in spec.items():
+        try:
+            p = get_perturbation(name)
+        except KeyError:
+            continue  # resolve_families names the unknown family, with the closest known ones
+        fam = fam or {}
+        if "levels" in fam:
+            _check_values(f"finetune.families.{name}.levels", p, [float(v) for v in fam["levels"]])
+        if "range" in fam:
+            lo, hi = (float(v) for v in fam["range"])
+            where = f"finetune.families.{name}.range"
+            # drawn uniformly, then rounded by the function where it takes integers: the ends need only be in range
+            _check_values(where, p, [lo, hi], as_level=False, fix="give [lo, hi] inside that domain")
+            if lo > hi:
+                raise ConfigError(f"{where}: [{_shown(lo)}, {_shown(hi)}] is not ordered; give [lo, hi] with lo <= hi")
 
 
 def model_spec(config: dict, model: str) -> dict:
@@ -372,13 +511,15 @@ def dense_plan(config: dict) -> dict:
                 raise ConfigError(f"dense.families: {name!r} is not a family of the perturbation grid "
                                   f"({', '.join(known) or 'empty'}); add it to perturbations or drop it here")
         grid = [c for c in grid if c.is_clean or c.family in names]
+    eps = [float(e) for e in dense.get("eps", [])]
+    _check_eps("dense.eps", eps)
     fam_opts = family_options(config)
     return {
         "datasets": datasets,
         "models": _selected_models(config, "dense") if datasets else [],
         "conditions": [[c.family, None if c.is_clean else c.value] for c in grid],
         "family_options": {f: o for f, o in fam_opts.items() if any(c.family == f for c in grid)},
-        "eps": [float(e) for e in dense.get("eps", [])],
+        "eps": eps,
         "options": _checked_options("dense", dense.get("options"), DENSE_DEFAULTS),
     }
 
@@ -394,6 +535,7 @@ def task_attack_plan(config: dict) -> dict:
 
     ta = config.get("task_attack") or {}
     eps = [float(e) for e in ta.get("eps") or []]
+    _check_eps("task_attack.eps", eps)
     datasets = list(ta.get("datasets") or config["datasets"]) if eps else []
     for name in datasets:
         if name not in config["datasets"]:
@@ -410,6 +552,14 @@ def task_attack_plan(config: dict) -> dict:
         "eps": eps,
         "options": {**inherited, **_checked_options("task_attack", ta.get("options"), CLASSIFIER_DEFAULTS)},
     }
+
+
+def text_robustness_plan(config: dict) -> dict:
+    """What the text_robustness stage evaluates: ``{"families", "datasets", "models", "cross"}``; no families
+    means it does not run. ``embedrobust.textperturb.plan`` documents the section and checks it."""
+    from .textperturb.plan import text_robustness_plan as plan
+
+    return plan(config)
 
 
 # The sections each stage reads. Keeping this list the only place where it is written makes Snakemake's params
@@ -449,7 +599,9 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
     if stage == "downstream":
         return {"seed": seed, "dataset": dataset, "model": model, "downstream": config["downstream"]}
     if stage == "regression":
-        return {"dataset": dataset, "models": sorted(all_models(config)), "regression": config["regression"]}
+        # the seed draws the bootstrap's image resamples
+        return {"seed": config["seed"], "dataset": dataset, "models": sorted(all_models(config)),
+                "regression": config["regression"]}
     if stage == "finetune":
         run = finetune_runs(config)[model]
         return {
@@ -469,6 +621,18 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
         plan = task_attack_plan(config)
         return {**one(), "datasets": {dataset: config["datasets"][dataset]}, "models": {model: model_spec(config, model)},
                 "eps": plan["eps"], "options": plan["options"]}
+    if stage == "text_robustness":
+        plan = text_robustness_plan(config)
+        if model not in plan["models"] or dataset not in plan["datasets"]:
+            return None  # no text tower, not chosen, or the section is off
+        return {
+            **one(),
+            "models": {model: model_spec(config, model)},
+            "templates": config["downstream"].get("zero_shot", {}).get("templates", "imagenet"),
+            "synonyms": config["datasets"][dataset].get("synonyms", {}),
+            **{k: plan[k] for k in ("families", "cross")},
+            "regression": config["regression"],
+        }
     if stage == "report":
         # The report prints the whole config as provenance, so it reads all of it.
         return {"report": config.get("report", {}), "config": config}
@@ -483,12 +647,14 @@ DVC_PARAMS = {
     "text": ["seed", "device", "models", "downstream.tasks", "downstream.zero_shot", "finetune"],
     "metrics": ["perturbations"],
     "downstream": ["seed", "downstream"],
-    "regression": ["regression", "finetune"],
+    "regression": ["seed", "regression", "finetune"],
     "fetch_dense": ["seed", "dense.datasets"],
     "dense": ["seed", "device", "models", "perturbations", "finetune", "dense"],
     "task_attack": ["seed", "device", "datasets", "models", "finetune", "downstream.linear_probe", "task_attack"],
+    "text_robustness": ["seed", "device", "datasets", "models", "finetune", "downstream.zero_shot", "regression",
+                        "text_robustness"],
     "report": ["seed", "device", "datasets", "models", "perturbations", "embed", "downstream", "regression", "finetune",
-               "dense", "task_attack", "report"],
+               "dense", "task_attack", "text_robustness", "report"],
 }
 
 

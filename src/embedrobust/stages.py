@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from .config import conditions
-from .models.spec import resolved
+
+# Every stage runs in its own process and imports what it uses inside its function: the model libraries (torch,
+# torchvision, open_clip, timm) take seconds to import, which the stages that build no model should not pay.
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +88,26 @@ def task_attack_path(root: Path, dataset: str, model: str) -> Path:
     return task_attack_dir(root) / dataset / f"{model}.parquet"
 
 
+def text_robustness_dir(root: Path) -> Path:
+    return root / "data" / "text_robustness"
+
+
+def text_robustness_store_path(root: Path, dataset: str, model: str) -> Path:
+    return text_robustness_dir(root) / dataset / f"{model}.zarr"
+
+
+def text_robustness_path(root: Path, dataset: str, model: str) -> Path:
+    return text_robustness_dir(root) / dataset / f"{model}.parquet"
+
+
+def text_robustness_regression_dir(root: Path, dataset: str, model: str) -> Path:
+    return text_robustness_dir(root) / dataset / f"{model}.regression"
+
+
 # The output directory dvc.yaml declares for stages that may have nothing to write (no CLIP model, nothing
 # fine-tuned, a section turned off): it must exist all the same.
 DECLARED_DIRS = {"text": text_dir, "finetune": models_dir, "fetch_dense": dense_datasets_dir, "dense": dense_dir,
-                 "task_attack": task_attack_dir}
+                 "task_attack": task_attack_dir, "text_robustness": text_robustness_dir}
 
 
 def regression_dir(root: Path, dataset: str) -> Path:
@@ -116,6 +134,7 @@ def finetune(cfg: dict, root: Path) -> Path:
     from .config import sha256
     from .embed.run import resolve_device
     from .finetune import is_trained, train_finetuned, train_split
+    from .models.spec import resolved
 
     run, model, ds = cfg["run"], cfg["model"], cfg["dataset"]
     out = checkpoint_path(root, model)
@@ -142,6 +161,7 @@ def _encoder(cfg: dict, root: Path):
     """The stage's one model (``cfg["models"][cfg["model"]]``) on the configured device."""
     from .embed.run import resolve_device
     from .models import create_encoder
+    from .models.spec import resolved
 
     spec = resolved(cfg["models"][cfg["model"]], root, cfg["seed"])
     return create_encoder(spec, device=resolve_device(cfg.get("device", "auto")))
@@ -172,12 +192,13 @@ def metrics(cfg: dict, root: Path) -> Path:
     from .metrics import robustness_metrics
 
     ds_name, model = cfg["dataset"], cfg["model"]
+    grid = dict.fromkeys(c.family for c in conditions(cfg) if not c.is_clean)
     store = open_store(store_path(root, ds_name, model))
     labels = store["condition"].values.astype(str).tolist()
     fams = store["family"].values.astype(str)
     clean_idx = labels.index("clean")
     rows = []
-    for family in dict.fromkeys(c.family for c in conditions(cfg) if not c.is_clean):
+    for family in grid:
         idx = [clean_idx] + [i for i, f in enumerate(fams) if f == family]
         points = store["embedding"].isel(condition=idx).values  # (K, N, D)
         values = {k: [] for k in ("cosine", "euclidean", "divergence_radius")}
@@ -217,6 +238,17 @@ def downstream(cfg: dict, root: Path) -> Path:
     out = downstream_path(root, ds_name, model)
     _atomic_parquet(outcomes, out)
     return out
+
+
+def text_robustness(cfg: dict, root: Path) -> Path:
+    """Class prompts of a CLIP model under the text perturbations -> data/text_robustness/<dataset>/<model>.zarr
+    (the prompt embeddings), .parquet (metrics, zero-shot accuracy, the cross grid) and .regression/ (fits)."""
+    from .textperturb.run import run_text_robustness
+
+    ds, model = cfg["dataset"], cfg["model"]
+    return run_text_robustness(cfg, _encoder(cfg, root), dataset_dir(root, ds), store_path(root, ds, model),
+                               text_robustness_store_path(root, ds, model), text_robustness_path(root, ds, model),
+                               text_robustness_regression_dir(root, ds, model))
 
 
 def fetch_dense(cfg: dict, root: Path) -> Path:
@@ -268,12 +300,21 @@ def _write_task_table(df: pd.DataFrame, dataset: str, model: str, out: Path) -> 
 
 
 def regression(cfg: dict, root: Path) -> Path:
+    """Every model of one dataset -> data/regression/<dataset>/: the tables of
+    :class:`embedrobust.regression.RegressionResult` as CSV (fits, binned, predictions, accuracy_drop, bootstrap,
+    model_family, rank_correlation, panel_fits) and summary.json. All models at once: the cross-model tables
+    and the image bootstrap, whose resamples are shared by every model, need them together."""
     from .regression import fit_all
 
     ds_name = cfg["dataset"]
     rob = pd.concat([pd.read_parquet(metrics_path(root, ds_name, m)) for m in cfg["models"]], ignore_index=True)
     out = pd.concat([pd.read_parquet(downstream_path(root, ds_name, m)) for m in cfg["models"]], ignore_index=True)
-    result = fit_all(rob, out, cfg["regression"])
+    seed = cfg.get("seed")
+    if seed is None:
+        # a stage config written before the bootstrap existed carries no seed; 0 keeps the run reproducible
+        log.warning("the regression stage config has no 'seed'; the image bootstrap uses seed 0")
+        seed = 0
+    result = fit_all(rob, out, cfg["regression"], seed=int(seed))
     target = regression_dir(root, ds_name)
     target.mkdir(parents=True, exist_ok=True)
     result.save(target)

@@ -20,14 +20,6 @@ CLIP = {"library": "open_clip", "arch": "embedrobust-tiny-clip", "pretrained": "
 FAMS = {"gaussian_noise": {"levels": [0.05, 0.2]}, "brightness": {"levels": [0.1, 0.3]}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @functools.lru_cache(maxsize=None)
 def _built(library: str):
     return create_encoder(VIT if library == "timm" else CLIP)

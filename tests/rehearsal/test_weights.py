@@ -46,15 +46,6 @@ def tree_digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Single-threaded torch: on a shared 2-core machine, contended worker threads slow models down 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def rehearsal_hub(tmp_path_factory):
     """A hub cache holding rehearsal weights of CLIP ViT-B/32 (openai) and DINOv2 ViT-S/14, seed 0 (built once:

@@ -8,6 +8,10 @@ rule regression:
         binned="data/regression/{dataset}/binned.csv",
         predictions="data/regression/{dataset}/predictions.csv",
         accuracy_drop="data/regression/{dataset}/accuracy_drop.csv",
+        bootstrap="data/regression/{dataset}/bootstrap.csv",
+        model_family="data/regression/{dataset}/model_family.csv",
+        rank_correlation="data/regression/{dataset}/rank_correlation.csv",
+        panel_fits="data/regression/{dataset}/panel_fits.csv",
     params:
         cfg=stage_json("regression"),
     log:

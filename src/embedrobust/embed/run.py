@@ -40,8 +40,10 @@ def condition_seed(seed: int, chunk: int, cond: Condition) -> int:
 def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
-    for pkg in ("embedrobust", "torch", "torchvision", "open_clip_torch", "timm", "numpy", "xarray", "zarr", "pillow"):
+    from .. import __version__
+
+    out = {"python": platform.python_version(), "embedrobust": __version__}
+    for pkg in ("torch", "torchvision", "open_clip_torch", "timm", "numpy", "xarray", "zarr", "pillow"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
