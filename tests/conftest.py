@@ -44,6 +44,7 @@ TINY = {
               "models": ["vit"], "eps": [0.01568627450980392],
               "options": {"steps": 2, "lr": [0.1], "train_steps": [10]}},
     "task_attack": {"eps": [0.01568627450980392], "options": {"steps": 2}},
+    "text_robustness": {"families": {}},  # off (tests/text runs it); dvc.yaml reads the section, so it stays
     "report": {"title": "test"},
 }
 

@@ -35,7 +35,8 @@ def _run(cmd: list[str], root: Path, what: str) -> subprocess.CompletedProcess:
 def write_params(root: Path, configfiles: list[Path]) -> bool:
     """Make ``root/params.yaml`` hold the merged ``configfiles``; True when it changed."""
     raw = read_configs(configfiles)
-    validate(raw, source=" + ".join(map(str, configfiles)))  # a bad config fails before anything is written
+    cfg = validate(raw, source=" + ".join(map(str, configfiles)))  # a bad config fails before anything is written
+    raw = with_dvc_params(raw, cfg)
     params = root / PARAMS
     if params.is_file() and read_config(params) == raw:
         return False
@@ -45,6 +46,30 @@ def write_params(root: Path, configfiles: list[Path]) -> bool:
     tmp.write_text(header + yaml.safe_dump(raw, sort_keys=False))
     tmp.replace(params)
     return True
+
+
+def with_dvc_params(raw: dict, cfg: dict) -> dict:
+    """``raw`` plus every params key that dvc.yaml's stages list (``config.DVC_PARAMS``) and ``raw`` lacks, from
+    the validated ``cfg`` (schema defaults): DVC refuses a stage whose params are missing from params.yaml, and a
+    study need not spell out the sections it leaves at their defaults."""
+    import copy
+
+    from .config import DVC_PARAMS
+
+    out = copy.deepcopy(raw)
+    for key in sorted({k for keys in DVC_PARAMS.values() for k in keys}):
+        parts = key.split(".")
+        node, source = out, cfg
+        for i, part in enumerate(parts):
+            if not isinstance(source, dict) or part not in source:
+                break
+            if part not in node:
+                node[part] = copy.deepcopy(source[part])
+                break
+            if i < len(parts) - 1 and not isinstance(node[part], dict):
+                break
+            node, source = node[part], source[part]
+    return out
 
 
 def pending_jobs(root: Path) -> str:

@@ -10,7 +10,7 @@ sys.path.insert(0, _SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p))
 
 from embedrobust.config import (all_models, canonical_json, dense_plan, finetune_runs, stage_config,
-                               task_attack_plan, validate)
+                               task_attack_plan, text_robustness_plan, validate)
 from embedrobust.stages import checkpoint_relpath
 
 # One validation, with one clear error (the schema is workflow/schemas/config.schema.yaml).
@@ -23,6 +23,8 @@ MODELS = sorted(all_models(config))
 # Dense tasks and task attacks: their own datasets x models (params sections dense, task_attack).
 DENSE = dense_plan(config)
 TASK_ATTACK = task_attack_plan(config)
+# Text-side robustness of the CLIP models: its own datasets x models (params section text_robustness).
+TEXT_ROBUSTNESS = text_robustness_plan(config)
 
 
 def _alternatives(names):
@@ -74,3 +76,9 @@ def downstream_inputs(wildcards):
     if has_text(wildcards.model):
         inputs["text"] = f"data/text/{wildcards.dataset}/{wildcards.model}.npz"
     return inputs
+
+
+def text_robustness_inputs(wildcards):
+    """The fetched dataset (class names), the image store (clean and cross-grid test images), fine-tuned weights."""
+    return {**model_inputs(wildcards),
+            "store": f"data/embeddings/{wildcards.dataset}/{wildcards.model}.zarr/zarr.json"}

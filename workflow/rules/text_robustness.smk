@@ -1,15 +1,6 @@
-# Text-side robustness of the CLIP models (issue #17): their class prompts under the text perturbations of params
-# section text_robustness, zero-shot accuracy of the clean test images against them, and the image x text cross
-# grid. Runs for the datasets x models of that section's plan; `families: {}` gives no jobs.
-from embedrobust.config import text_robustness_plan
-
-TEXT_ROBUSTNESS = text_robustness_plan(config)
-
-
-def text_robustness_inputs(wildcards):
-    """The fetched dataset (class names), the image store (clean and cross-grid test images), fine-tuned weights."""
-    return {**model_inputs(wildcards),
-            "store": f"data/embeddings/{wildcards.dataset}/{wildcards.model}.zarr/zarr.json"}
+# Text-side robustness of the CLIP models: their class prompts under the text perturbations of params section
+# text_robustness, zero-shot accuracy of the clean test images against them, and the image x text cross grid. Runs
+# for the datasets x models of that section's plan (common.smk: TEXT_ROBUSTNESS); `families: {}` gives no jobs.
 
 
 # The prompt store is built under <store>.partial and renamed when complete; its root metadata file stands for it

@@ -220,11 +220,13 @@ def _panel_rows(base, groups, cubes, reps, metric, ci) -> list[dict]:
                 cov_type="cluster", cov_kwds={"groups": cells}, use_t=True)
         lo, hi = np.asarray(res.conf_int(alpha=1 - ci).loc["robustness"])
         iv = percentile_ci(boot[1:], ci)
+        constant = np.ptp(data["drop"].to_numpy()) == 0  # no variance to explain: R^2 is 0/0 (NaN, no warning)
+        r2 = np.nan if constant else float(res.rsquared)
         rows.append({**ident, "estimator": "ols_fe", **known, "n_clusters": int(cells.max()) + 1,
                      "slope": res.params["robustness"], "slope_se": res.bse["robustness"], "slope_ci_low": lo,
                      "slope_ci_high": hi, "slope_p": res.pvalues["robustness"],
                      "df_inference": float(res.df_resid_inference), "cov_type": "cluster(model,family)",
-                     "r2": res.rsquared, "slope_boot_ci_low": iv["ci_low"], "slope_boot_ci_high": iv["ci_high"],
+                     "r2": r2, "slope_boot_ci_low": iv["ci_low"], "slope_boot_ci_high": iv["ci_high"],
                      "slope_boot_se": iv["boot_se"], "n_valid": iv["n_valid"], "group_var": np.nan, "cell_var": np.nan,
                      "converged": True, "note": ""})
     rows.append({**ident, "estimator": "mixedlm", **_mixed(data, ci, known)})
