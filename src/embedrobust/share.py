@@ -72,6 +72,17 @@ def with_dvc_params(raw: dict, cfg: dict) -> dict:
     return out
 
 
+def _empty_outputs(root: Path) -> None:
+    """Create the output folders of dvc.yaml's stages that had no work in this config (a study without dense
+    tasks writes no data/dense): DVC records them empty, where it would refuse a missing output."""
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            path = root / (out if isinstance(out, str) else next(iter(out)))
+            if not path.suffix and not path.exists():
+                path.mkdir(parents=True)
+
+
 def pending_jobs(root: Path) -> str:
     """Snakemake's dry-run summary for params.yaml, or '' when there is nothing to do."""
     proc = _run([sys.executable, "-m", "snakemake", *_PROFILE, "--cores", "1", "--dry-run", "reports/final.pdf"],
@@ -106,7 +117,8 @@ def share(root: Path, configfiles: list[Path] | None = None, push: bool = True) 
         raise DataError("share: the results are not current for this config; Snakemake would still run:\n"
                         f"{todo}\nFinish the run first (make demo, make full, make ssl, or snakemake with the same "
                         f"--configfile), then share.")
-    _run([sys.executable, "-m", "dvc", "commit", "--force", "--quiet"], root, "dvc commit")
+    _empty_outputs(root)
+    _run([sys.executable, "-m", "dvc", "commit", "--force"], root, "dvc commit")
     if push:
         _run([sys.executable, "-m", "dvc", "push", "--quiet"], root, "dvc push")
     print("share: dvc.lock records the results" + (" and they are pushed" if push else "") +
