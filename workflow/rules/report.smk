@@ -8,9 +8,16 @@ rule report:
         dense=expand("data/dense/{dataset}/{model}.parquet", dataset=list(DENSE["datasets"]), model=DENSE["models"]),
         task_attack=expand("data/task_attack/{dataset}/{model}.parquet", dataset=TASK_ATTACK["datasets"],
                            model=TASK_ATTACK["models"]),
+        text_robustness=expand("data/text_robustness/{dataset}/{model}.{ext}", dataset=TEXT_ROBUSTNESS["datasets"],
+                               model=TEXT_ROBUSTNESS["models"], ext=["parquet", "regression/summary.json"]),
     output:
-        pdf="reports/final.pdf",
+        # `snakemake --report report.html` shows the PDF and each of its figures (one SVG per figure, in one
+        # folder per section of the PDF; the category names the section)
+        pdf=report("reports/final.pdf", category="Report", labels={"file": "final.pdf"}),
         metrics="reports/metrics.json",
+        config="reports/config.resolved.yaml",
+        figures=report(directory("reports/figures"), patterns=["{section}/{name}.svg"], category="{section}",
+                       labels={"figure": "{name}"}),
     params:
         cfg=stage_json("report"),
     log:

@@ -1,4 +1,4 @@
-"""Report pages of the worst case (issue #8): attacks beside the common perturbations, and dense tasks.
+"""Report sections of the worst case (issue #8): attacks beside the common perturbations, and dense tasks.
 
 Every number is read from artifacts: the grid's ``embed_attack`` family from data/metrics and data/downstream,
 cross-entropy PGD on the linear probe from data/task_attack, dense heads from data/dense.
@@ -8,41 +8,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
-from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from .. import stages
 from ..config import dense_plan, task_attack_plan
+from . import formatting as F
+from .palette import Palette, palette_for
+from .regression_figures import _order, _rc, _style, new_figure
 
 ATTACK_TAGS = ("embed_attack",)  # grid families that are attacks (their levels are eps)
-WORST_CASE_NOTE = """\
-Attacks are L-inf PGD with a random start, sign steps and projection in [0, 1] pixel space (before the model's
-normalisation); eps in units of 1/255. Two kinds:
-
-embed_attack  a family of the perturbation grid: PGD pushing each image's embedding away from its clean one
-              (the benchmark's EmbedAttack). It is embedded, scored (DivergenceRadius over {clean, every eps})
-              and fed to the downstream tasks and the regression exactly like JPEG or noise. The downstream
-              heads are not attacked: it measures how far the representation itself can be moved.
-pgd           a task attack: cross-entropy PGD through the encoder and the linear probe (fitted on clean
-              train embeddings, C chosen on val), on the whole test split (data/task_attack). A representation
-              robust to embed_attack can still be broken here; the two columns side by side show it.
-"""
-DENSE_NOTE = """\
-A linear head on the frozen encoder's patch tokens (segmentation: per-token classes, upsampled, mIoU over the
-classes present; depth: [pooled, patch tokens] -> depth, upsampled, RMSE in metres over valid pixels), fitted on
-clean train images, its learning rate and number of steps chosen on the val split, scored on the whole test
-split: clean, under every condition of the grid (embed_attack on the patch tokens) and under the task attack
-(SegPGD for segmentation, DepthPGD for depth). mIoU: higher is better; RMSE: lower is better.
-target_aligned = False: a geometric family moved the pixels and the targets could not follow (scored against
-the untransformed targets).
-"""
+WORST_CASE_NOTE = (
+    "Attacks are L-inf PGD with a random start, sign steps and projection in [0, 1] pixel space (before the "
+    "model's normalisation); eps in units of 1/255. embed_attack is a family of the perturbation grid: PGD pushing "
+    "each image's embedding away from its clean one (the benchmark's EmbedAttack), embedded, scored "
+    "(DivergenceRadius over clean and every eps) and fed to the downstream tasks and the regression exactly like "
+    "JPEG or noise; the downstream heads are not attacked, so it measures how far the representation itself can be "
+    "moved. PGD is a task attack: cross-entropy PGD through the encoder and the linear probe (fitted on clean train "
+    "embeddings, C chosen on val), on the whole test split (data/task_attack). A representation robust to "
+    "embed_attack can still be broken there; the two side by side show it.")
+DENSE_NOTE = (
+    "A linear head on the frozen encoder's patch tokens (segmentation: per-token classes, upsampled, mIoU over the "
+    "classes present; depth: [pooled, patch tokens] to depth, upsampled, RMSE in metres over valid pixels), fitted "
+    "on clean train images, its learning rate and number of steps chosen on the val split, scored on the whole test "
+    "split: clean, under every condition of the grid (embed_attack on the patch tokens) and under the task attack "
+    "(SegPGD for segmentation, DepthPGD for depth).")
 
 
-def _eps_label(eps: float) -> str:
-    return f"{eps * 255:g}/255"
+_eps_label = F.eps_label
 
 
 def _read(paths: list[Path]) -> pd.DataFrame:
@@ -84,27 +79,37 @@ def worst_case_table(rob: pd.DataFrame, outcomes: pd.DataFrame, task_attack: pd.
                                        "embed_attack_%", "pgd_clean_%", "pgd_%"])
 
 
-def worst_case_figure(table: pd.DataFrame) -> plt.Figure:
-    """Linear-probe accuracy against eps, one line per model: under EmbedAttack (left) and under PGD (right)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
-    for ax, col, clean_col, title in zip(axes, ["embed_attack_%", "pgd_%"], ["clean_%", "pgd_clean_%"],
-                                         ["embed_attack (the embedding is pushed)",
-                                          "PGD on the probe (the task is attacked)"]):
-        for model, g in table.groupby("model", sort=True):
-            g = g.dropna(subset=[col]).sort_values("eps_value")
-            if g.empty:
-                continue
-            x = np.concatenate([[0.0], g["eps_value"].to_numpy() * 255])
-            y = np.concatenate([[g[clean_col].iloc[0]], g[col].to_numpy()])
-            ax.plot(x, y, marker="o", label=model)
-        ax.set_xlabel("eps (x 1/255, L-inf)")
-        ax.set_title(title, fontsize=9)
-        if ax.lines:
-            ax.legend(fontsize=7)
-        else:
-            ax.text(0.5, 0.5, "not run (see params)", ha="center", va="center", transform=ax.transAxes)
-    axes[0].set_ylabel("linear-probe accuracy, test split (%)")
-    fig.tight_layout()
+def worst_case_figure(table: pd.DataFrame, palette: Palette | None = None) -> Figure:
+    """Linear-probe accuracy against eps, one line per model (its colour): under EmbedAttack (left) and under
+    PGD (right); a side whose attack did not run says so."""
+    palette = palette or palette_for(table["model"])
+    with _rc():
+        fig = new_figure(2.9)
+        axes = fig.subplots(1, 2)
+        for ax, col, clean_col, title in zip(axes, ["embed_attack_%", "pgd_%"], ["clean_%", "pgd_clean_%"],
+                                             ["embed_attack (the embedding is pushed)",
+                                              "PGD on the probe (the task is attacked)"]):
+            for model in _order(table["model"], palette.models):
+                g = table[table["model"] == model].dropna(subset=[col]).sort_values("eps_value")
+                if g.empty:
+                    continue
+                x = np.concatenate([[0.0], g["eps_value"].to_numpy() * 255])
+                y = np.concatenate([[g[clean_col].iloc[0]], g[col].to_numpy()])
+                ax.plot(x, y, marker="o", ms=3.5, color=palette.model(model), label=model)
+            ax.set_xlabel("eps (× 1/255, L-inf; 0 = clean)")
+            ax.set_title(title)
+            _style(ax)
+            if not ax.lines:
+                ax.text(0.5, 0.5, "not run (see params)", ha="center", va="center", transform=ax.transAxes)
+        # one y range for both sides, each with its own tick labels
+        lo = min(ax.get_ylim()[0] for ax in axes)
+        hi = max(ax.get_ylim()[1] for ax in axes)
+        for ax in axes:
+            ax.set_ylim(lo, hi)
+            ax.set_ylabel("linear-probe accuracy,\ntest split (%)")
+        handles = [Line2D([], [], marker="o", color=palette.model(m), label=m, ms=3.5)
+                   for m in _order(table["model"], palette.models)]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), frameon=False)
     return fig
 
 
@@ -126,79 +131,111 @@ def dense_summary(dense: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["dataset", "task", "model", "metric", "condition", "value", "target_aligned"])
 
 
-def dense_figure(g: pd.DataFrame) -> plt.Figure:
-    """One dense dataset: the head's score per family (mean over levels, clean dashed) and under the task attack
+def dense_figure(g: pd.DataFrame, palette: Palette | None = None) -> Figure:
+    """One dense dataset: the head's score per family (mean over levels; clean dashed) and under the task attack
     against eps, one colour per model."""
     metric = g["metric"].iloc[0]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), gridspec_kw={"width_ratios": [2, 1]})
-    pert = g[g["kind"] == "perturbation"].groupby(["model", "family"], sort=False)["metric_value"].mean().reset_index()
-    models = sorted(g["model"].unique())  # one colour per model on both panels: C0, C1, ... in this order
-    if not pert.empty:
-        sns.barplot(data=pert, x="family", y="metric_value", hue="model", hue_order=models, ax=axes[0],
-                    palette=[f"C{i}" for i in range(len(models))])
-        axes[0].tick_params(axis="x", rotation=30)
-        axes[0].legend(fontsize=6, loc="lower left")
-    for i, (model, h) in enumerate(g.groupby("model", sort=True)):
-        clean = h.loc[h["kind"] == "clean", "metric_value"].iloc[0]
-        axes[0].axhline(clean, ls="--", lw=0.8, color=f"C{i}")
-        a = h[h["kind"] == "attack"].sort_values("value")
-        if not a.empty:
-            axes[1].plot(np.concatenate([[0.0], a["value"].to_numpy() * 255]),
-                         np.concatenate([[clean], a["metric_value"].to_numpy()]), marker="o", color=f"C{i}",
-                         label=model)
-    axes[0].set_ylabel(f"{metric} (test split)")
-    axes[0].set_xlabel("")
-    axes[0].set_title("perturbation families (mean over levels; dashed: clean)", fontsize=9)
-    attack = g.loc[g["kind"] == "attack", "family"]
-    axes[1].set_title(f"task attack: {attack.iloc[0] if not attack.empty else 'none'}", fontsize=9)
-    axes[1].set_xlabel("eps (x 1/255, L-inf)")
-    axes[1].set_ylabel(metric)
-    if not attack.empty:
-        axes[1].legend(fontsize=7)
-    fig.tight_layout()
+    models = _order(g["model"], (palette or palette_for(g["model"])).models)
+    palette = palette or palette_for(g["model"], g.loc[g["kind"] == "perturbation", "family"])
+    pert = g[g["kind"] == "perturbation"].groupby(["model", "family"], sort=False)["metric_value"].mean()
+    fams = _order([f for _, f in pert.index], palette.families)
+    width = 0.8 / max(len(models), 1)
+    with _rc():
+        fig = new_figure(3.0)
+        axes = fig.subplots(1, 2, width_ratios=[2.2, 1])
+        for k, m in enumerate(models):
+            xs = [i - 0.4 + width * (k + 0.5) for i, f in enumerate(fams) if (m, f) in pert.index]
+            ys = [pert[(m, f)] for f in fams if (m, f) in pert.index]
+            axes[0].bar(xs, ys, width=width * 0.95, color=palette.model(m))
+        for m in models:
+            h = g[g["model"] == m]
+            clean = h.loc[h["kind"] == "clean", "metric_value"].iloc[0]
+            axes[0].axhline(clean, ls="--", lw=0.8, color=palette.model(m))
+            a = h[h["kind"] == "attack"].sort_values("value")
+            if not a.empty:
+                axes[1].plot(np.concatenate([[0.0], a["value"].to_numpy() * 255]),
+                             np.concatenate([[clean], a["metric_value"].to_numpy()]), marker="o", ms=3.5,
+                             color=palette.model(m))
+        axes[0].set_xticks(range(len(fams)), fams, rotation=25, ha="right", rotation_mode="anchor")
+        axes[0].set_xlim(-0.6, len(fams) - 0.4)
+        axes[0].set_xlabel("perturbation family")
+        unit = " (m)" if metric == "rmse" else ""
+        axes[0].set_ylabel(f"{metric}{unit} (test split)")
+        axes[0].set_title("perturbation families (mean over levels; dashed: clean)")
+        attack = g.loc[g["kind"] == "attack", "family"]
+        axes[1].set_title(f"task attack: {attack.iloc[0] if not attack.empty else 'not run'}")
+        axes[1].set_xlabel("eps (× 1/255, L-inf; 0 = clean)")
+        axes[1].set_ylabel(f"{metric}{unit}")
+        for ax in axes:
+            _style(ax)
+        handles = [Line2D([], [], marker="s", ls="", ms=5, color=palette.model(m), label=m) for m in models]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 5), frameon=False)
     return fig
 
 
-def _save(pdf: PdfPages, fig: plt.Figure, title: str) -> None:
-    fig.suptitle(title, y=1.0)
-    pdf.savefig(fig)
-    plt.close(fig)
-
-
-def attack_pages(pdf: PdfPages, config: dict, root: Path, rob: pd.DataFrame, outcomes: pd.DataFrame,
-                 text_pages, table_page) -> dict:
-    """The "Worst case" pages (when the grid has an attack family or task_attack runs) and the "Dense tasks"
-    pages (when dense runs). Returns their tables as JSON-able records for reports/metrics.json."""
+def attack_pages(doc, config: dict, root: Path, rob: pd.DataFrame, outcomes: pd.DataFrame,
+                 palette: Palette | None = None) -> dict:
+    """The "Worst case" section (when the grid has an attack family or task_attack runs) and the "Dense tasks"
+    section (when dense runs) of the report ``doc`` (:class:`~embedrobust.report.typeset.Report`). Returns
+    their tables as JSON-able records for reports/metrics.json."""
     ta_plan, dense_cfg = task_attack_plan(config), dense_plan(config)
     task_attack = _read([stages.task_attack_path(root, d, m) for d in ta_plan["datasets"] for m in ta_plan["models"]])
     out = {}
     table = worst_case_table(rob, outcomes, task_attack)
     if not table.empty:
-        text_pages(pdf, "Worst case: attacks", WORST_CASE_NOTE)
+        doc.heading("Worst case: attacks")
+        doc.paragraph(WORST_CASE_NOTE)
         for ds, g in table.groupby("dataset", sort=True):
-            _save(pdf, worst_case_figure(g), f"dataset: {ds}: linear-probe accuracy under attack")
-        for ds, g in table.groupby("dataset", sort=True):
-            table_page(pdf, f"Worst case: {ds}: robustness and accuracy under attack",
-                       g.drop(columns=["dataset", "eps_value"]),
-                       "embed_attack_DR: mean DivergenceRadius of the embed_attack family (one ball over clean and\n"
-                       "every eps). clean_% / embed_attack_%: the downstream stage's linear probe, clean and under\n"
-                       "embed_attack; pgd_clean_% / pgd_%: the probe task_attack attacks (the same one unless\n"
-                       "task_attack.options changes it), clean and under PGD. Test split, %. NaN: not run at that eps.")
+            doc.figure(worst_case_figure(g, palette),
+                       f"{ds}: linear-probe accuracy (test split) under embed_attack, whose PGD pushes each "
+                       "embedding away from its clean one (left), and under cross-entropy PGD through the encoder "
+                       "and the probe (right), against the attack budget eps.", name=f"{ds} worst case")
+            shown = g.assign(
+                eps=g["eps"],
+                **{"clean_%": g["clean_%"].map(lambda v: F.unit(v, "percent")),
+                   "embed_attack_%": g["embed_attack_%"].map(lambda v: F.unit(v, "percent")),
+                   "embed_attack_DR": g["embed_attack_DR"].map(lambda v: F.unit(v, "dr")),
+                   "pgd_clean_%": g["pgd_clean_%"].map(lambda v: F.unit(v, "percent")),
+                   "pgd_%": g["pgd_%"].map(lambda v: F.unit(v, "percent"))})
+            doc.table(shown[["model", "eps", "embed_attack_DR", "clean_%", "embed_attack_%", "pgd_clean_%", "pgd_%"]],
+                      f"{ds}: robustness and linear-probe accuracy under attack.",
+                      note="embed_attack DR: mean DivergenceRadius of the embed_attack family (one ball over clean "
+                           "and every eps). The PGD columns use the probe task_attack fits (its own C on its val "
+                           "split), with its own clean accuracy beside them. – : not run at that eps.",
+                      source=f"data/downstream/{ds}/<model>.parquet, data/task_attack/{ds}/<model>.parquet",
+                      header={"model": "model", "eps": "eps\n(L-inf)", "embed_attack_DR": "embed_attack\nDR",
+                              "clean_%": "clean\nacc. (%)", "embed_attack_%": "embed_attack\nacc. (%)",
+                              "pgd_clean_%": "PGD probe\nclean (%)", "pgd_%": "PGD\nacc. (%)"})
         out["worst_case"] = table.to_dict("records")
     dense = _read([stages.dense_path(root, d, m) for d in dense_cfg["datasets"] for m in dense_cfg["models"]])
     if not dense.empty:
-        text_pages(pdf, "Dense tasks", DENSE_NOTE)
-        for ds, g in dense.groupby("dataset", sort=True):
-            _save(pdf, dense_figure(g), f"dense dataset: {ds} ({g['task'].iloc[0]})")
+        doc.heading("Dense tasks")
+        doc.paragraph(DENSE_NOTE)
         summary = dense_summary(dense)
-        for (ds, task, metric), g in summary.groupby(["dataset", "task", "metric"], sort=True):
+        for ds, g in dense.groupby("dataset", sort=True):
+            task, metric = g["task"].iloc[0], g["metric"].iloc[0]
             better = "higher" if metric == "miou" else "lower"
-            table_page(pdf, f"Dense tasks: {ds} ({task}, {metric}; {better} is better)",
-                       g.drop(columns=["dataset", "task", "metric"]),
-                       f"value: {metric} on the test split{' (metres)' if metric == 'rmse' else ''}. Every level: "
-                       f"data/dense/{ds}/<model>.parquet.")
+            doc.figure(dense_figure(g, palette), f"{ds} ({task}): {metric} of the linear head on the frozen "
+                       f"encoder's patch tokens under each perturbation family and under the task attack "
+                       f"({better} is better).", name=f"{ds} dense")
+            s = summary[summary["dataset"] == ds]
+            wide = s.pivot_table(index="condition", columns="model", values="value", sort=False)
+            models = _order(wide.columns, palette.models if palette else ())
+            order = list(dict.fromkeys(s["condition"]))
+            wide = wide.reindex(index=order, columns=models)
+            unit = " (m)" if metric == "rmse" else ""
+            cells = wide.map(lambda v: F.num(v, 3)).reset_index()
+            misaligned = sorted(set(s.loc[~s["target_aligned"], "condition"]))
+            doc.table(cells, f"{ds} ({task}): {metric}{unit} on the test split per condition and model "
+                      f"({better} is better).",
+                      note=("Targets not aligned (a geometric family moved the pixels): " + ", ".join(misaligned)
+                            + ".") if misaligned else "",
+                      source=f"data/dense/{ds}/<model>.parquet", header={"condition": "condition"})
         heads = dense.groupby(["dataset", "model"], sort=True)[["head_lr", "head_steps", "val_metric"]].first()
-        table_page(pdf, "Dense tasks: heads selected on val", heads.reset_index(),
-                   "The head's Adam learning rate and number of steps, chosen by the val split's score.")
+        heads = heads.reset_index()
+        doc.table(heads.assign(head_steps=heads["head_steps"].astype(int)),
+                  "Dense heads selected on the val split: Adam learning rate and steps, and the val score.",
+                  decimals={"head_lr": 3, "val_metric": 3},
+                  header={"head_lr": "learning\nrate", "head_steps": "steps", "val_metric": "val score"})
         out["dense"] = summary.to_dict("records")
     return out
