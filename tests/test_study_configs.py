@@ -104,3 +104,13 @@ def test_dvc_repro_runs_the_config_written_to_params_yaml(config, checkout):
         assert plan["datasets"] == want["datasets"] and plan["all_models"] == want["all_models"]
     finally:
         params.write_text(original)
+
+
+def test_the_full_study_runs_the_text_grid_on_its_clip_models(checkout):
+    files = _paths_overlay("config/full_study.yaml", checkout)
+    out = snakemake(checkout, "-n", "reports/final.pdf", "--configfile", *files).stdout
+    raw = read_config(REPO / "config/full_study.yaml")
+    clip = sorted(m for m, spec in raw["models"].items() if spec["library"] == "open_clip")
+    planned = _planned(out, "text_robustness")
+    assert sorted({m for _, m in planned}) == clip == sorted(raw["text_robustness"]["models"])
+    assert sorted({d for d, _ in planned}) == sorted(raw["datasets"])
