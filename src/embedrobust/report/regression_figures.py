@@ -77,12 +77,10 @@ def fit_band(x, y, xs, ci_level: float = 0.95, cov_type: str = "HC3"):
     the band."""
     import statsmodels.api as sm
 
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 3 or np.ptp(x) <= 0:
+    pair = _fittable(x, y)
+    if pair is None:
         return None
+    x, y = pair
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = sm.OLS(y, sm.add_constant(x, has_constant="add")).fit(cov_type=cov_type, use_t=True)
@@ -183,14 +181,21 @@ def robustness_vs_accuracy(model_family: pd.DataFrame, palette: Palette | None =
     return fig
 
 
-def pooled_line(x, y) -> dict | None:
-    """OLS of ``y`` on ``x`` over every point: slope, intercept, R², n (None with fewer than 3 points)."""
+def _fittable(x, y) -> tuple[np.ndarray, np.ndarray] | None:
+    """The finite (x, y) pairs as float64, or None where no line is estimable (fewer than 3, constant x)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-    if len(x) < 3 or np.ptp(x) <= 0:
+    return (x, y) if len(x) >= 3 and np.ptp(x) > 0 else None
+
+
+def pooled_line(x, y) -> dict | None:
+    """OLS of ``y`` on ``x`` over every point: slope, intercept, R², n (None with fewer than 3 points)."""
+    pair = _fittable(x, y)
+    if pair is None:
         return None
+    x, y = pair
     slope, intercept = np.polyfit(x, y, 1)
     resid = y - (intercept + slope * x)
     tss = float(((y - y.mean()) ** 2).sum())
