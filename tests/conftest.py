@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 # one fine-tuned model, one dense dataset, a task attack.
 TINY = {
     "seed": 0,
+    "seeds": [0],  # one run (tests/regression/test_seeds.py runs two); dvc.yaml reads the key, so it stays
     "device": "cpu",
     "datasets": {"digits": {"source": "demo-digits", "n_per_class": 3, "image_size": 32, "test_fraction": 0.5}},
     "models": {

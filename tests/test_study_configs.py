@@ -114,3 +114,17 @@ def test_the_full_study_runs_the_text_grid_on_its_clip_models(checkout):
     planned = _planned(out, "text_robustness")
     assert sorted({m for _, m in planned}) == clip == sorted(raw["text_robustness"]["models"])
     assert sorted({d for d, _ in planned}) == sorted(raw["datasets"])
+
+
+def test_the_full_study_with_seeds_plans_every_model_under_each_seed(checkout, tmp_path):
+    files = _paths_overlay("config/full_study.yaml", checkout)
+    seeds = tmp_path / "seeds.yaml"
+    seeds.write_text("seeds: [0, 1]\n")
+    out = snakemake(checkout, "-n", "reports/final.pdf", "--configfile", *files, str(seeds)).stdout
+    want = _expected("config/full_study.yaml", files, checkout)["all_models"]
+    embedded = {m for _, m in _planned(out, "embed")}
+    assert embedded == {*want, *(f"{m}-seed1" for m in want)}
+    tuned = set(re.findall(r"output: data/models/([^/]+)/model\.pt", out))
+    assert tuned == {*(m for m in want if "-ft-" in m), *(f"{m}-seed1" for m in want if "-ft-" in m)}
+    clip = read_config(REPO / "config/full_study.yaml")["text_robustness"]["models"]
+    assert {m for _, m in _planned(out, "text_robustness")} == {*clip, *(f"{m}-seed1" for m in clip)}

@@ -87,6 +87,7 @@ def validate(config: dict, source: str = "params", root: str | Path | None = Non
     conditions(cfg)  # checks perturbation names, presets and severities
     family_options(cfg)
     _check_models(cfg)
+    _check_seeds(cfg)
     finetune_runs(cfg)  # checks bases, methods, families and trainer options; names must not collide
     dense_plan(cfg)
     task_attack_plan(cfg)
@@ -356,7 +357,9 @@ def _alpha_label(alpha: float) -> str:
 
 
 def finetune_runs(config: dict) -> dict[str, dict]:
-    """The fine-tuned models of the study: name -> run, in sweep order (base, method, alpha, family).
+    """The fine-tuned models of the study: name -> run, in sweep order (base, method, alpha, family), each run
+    followed by its seed replicates (``seeds``: ``{name}-seed{s}``, trained with seed s, with ``"replicate":
+    {"of": name, "seed": s}``).
 
     A run is ``{"base", "dataset", "method", "alpha", "family" (None unless per_family), "train": the trainer
     config (every key of ``finetune.DEFAULTS`` resolved, families as {name: {"levels": [...]}})}``. Names are
@@ -365,6 +368,17 @@ def finetune_runs(config: dict) -> dict[str, dict]:
     Raises:
         ConfigError: an unknown base, dataset, family or trainer option, or a name that collides with a model.
     """
+    runs: dict[str, dict] = {}
+    for name, run in _finetune_sweep(config).items():
+        runs[name] = run
+        for s in seeds(config)[1:]:
+            runs[replicate_name(name, s)] = {**run, "train": {**run["train"], "seed": s},
+                                             "replicate": {"of": name, "seed": s}}
+    return runs
+
+
+def _finetune_sweep(config: dict) -> dict[str, dict]:
+    """The runs of the ``finetune`` sweep at the study seed (see :func:`finetune_runs`)."""
     from .finetune.sampler import resolve_families
     from .finetune.trainer import resolve_config
 
@@ -441,30 +455,100 @@ def _check_finetune_families(spec: dict) -> None:
 
 
 def model_spec(config: dict, model: str) -> dict:
-    """The spec of a model of ``models`` or of a fine-tuned one.
+    """The spec of a model of ``models``, of a fine-tuned one or of a seed replicate of either.
 
     A fine-tuned model's spec is its base's with ``checkpoint`` (relative to the project root, see
     ``stages.checkpoint_path``) and ``finetuned`` (the run: base, dataset, trainer config), so its embedding
-    store's params hash changes whenever the training does.
+    store's params hash changes whenever the training does. A replicate's spec is its model's with ``seed``
+    pinned (:func:`_pinned`).
     """
     if model in config["models"]:
         return config["models"][model]
-    run = finetune_runs(config).get(model)
-    if run is None:
+    runs = finetune_runs(config)
+    if model in runs:
+        return _finetuned_spec(config, model, runs[model])
+    rep = replicates(config).get(model)
+    if rep is None:
         raise KeyError(model)
-    return _finetuned_spec(config, model, run)
+    return _pinned(config, config["models"][rep[0]])
 
 
 def _finetuned_spec(config: dict, model: str, run: dict) -> dict:
     from .stages import checkpoint_relpath
 
-    return {**config["models"][run["base"]], "checkpoint": checkpoint_relpath(model), "finetuned": run}
+    base = config["models"][run["base"]]
+    if "replicate" in run:
+        base = _pinned(config, base)
+    return {**base, "checkpoint": checkpoint_relpath(model), "finetuned": run}
 
 
 def all_models(config: dict) -> dict[str, dict]:
-    """Every model the grid evaluates: the ``models`` section, then the fine-tuned ones, name -> spec."""
-    tuned = {name: _finetuned_spec(config, name, run) for name, run in finetune_runs(config).items()}
-    return {**config["models"], **tuned}
+    """Every model the grid evaluates: the ``models`` section, then the fine-tuned ones, name -> spec; each
+    followed by its seed replicates where ``seeds`` lists more than one seed."""
+    runs = finetune_runs(config)
+    extra = seeds(config)[1:]
+    out: dict[str, dict] = {}
+    for name, spec in config["models"].items():
+        out[name] = spec
+        for s in extra:
+            out[replicate_name(name, s)] = _pinned(config, spec)
+    for name, run in runs.items():
+        out[name] = _finetuned_spec(config, name, run)
+    return out
+
+
+# -- seed replicates ----------------------------------------------------------------------------------------------
+# `seeds: [0, 1, 2]` repeats the study's stochastic parts (perturbation draws, the probe's val split and the k-NN
+# / probe seeds, fine-tuning batches and views, attack starts) under each seed. A replicate is evaluated as one
+# more model, `{model}-seed{s}`, so every stage, cache key and rerun rule applies to it unchanged; the first seed
+# is the study's own `seed` and keeps the plain names, so adding seeds never recomputes the primary run. The
+# images (fetch) and the random-init weights stay those of the primary seed: replicates vary the draws, not the
+# data or the model.
+def seeds(config: dict) -> list[int]:
+    """The study's seeds: ``seeds`` where given (its first is ``seed``), else ``[seed]``."""
+    listed = config.get("seeds")
+    return [int(s) for s in listed] if listed else [int(config["seed"])]
+
+
+def replicate_name(model: str, seed: int) -> str:
+    """The name of ``model``'s replicate under ``seed``."""
+    return f"{model}-seed{seed}"
+
+
+def replicates(config: dict) -> dict[str, tuple[str, int]]:
+    """Replicate name -> (the model it repeats, its seed), for every model and fine-tuned model and every seed
+    after the first; empty without ``seeds``."""
+    extra = seeds(config)[1:]
+    if not extra:
+        return {}
+    primaries = [*config["models"], *_finetune_sweep(config)]
+    return {replicate_name(m, s): (m, s) for m in primaries for s in extra}
+
+
+def model_seed(config: dict, model: str | None) -> int:
+    """The seed of the stages run for ``model``: its replicate's seed, else the study seed."""
+    rep = replicates(config).get(model) if model is not None else None
+    return rep[1] if rep else int(config["seed"])
+
+
+def _pinned(config: dict, spec: dict) -> dict:
+    """A replicate's spec: random-init weights keep the primary seed (``seed`` of the spec, else the study's)."""
+    return {**spec, "seed": spec.get("seed", config["seed"])}
+
+
+def _check_seeds(cfg: dict) -> None:
+    listed = cfg.get("seeds")
+    if not listed:
+        return
+    if int(listed[0]) != int(cfg["seed"]):
+        raise ConfigError(f"seeds: {listed} must begin with the study seed ({cfg['seed']}), which is the primary run "
+                          f"and keeps the plain model names; write seeds: {[cfg['seed'], *listed]} or set "
+                          f"seed: {listed[0]}")
+    primaries = [*cfg["models"], *_finetune_sweep(cfg)]
+    for name in replicates(cfg):
+        if name in primaries:
+            raise ConfigError(f"seeds: the replicate name {name!r} is already a model's name; rename that model "
+                              "(names ending in -seed<N> are the replicates')")
 
 
 def _selected_models(config: dict, section: str) -> list[str]:
@@ -477,7 +561,13 @@ def _selected_models(config: dict, section: str) -> list[str]:
             from .errors import unknown_name
 
             raise ConfigError(f"{section}.models: {unknown_name('model', name, list(known))}")
-    return list(dict.fromkeys(names))
+    return with_replicates(config, names)
+
+
+def with_replicates(config: dict, names) -> list[str]:
+    """``names`` (unique, in order), each followed by its seed replicates."""
+    reps = replicates(config)
+    return list(dict.fromkeys(n for name in names for n in (name, *(r for r, (of, _) in reps.items() if of == name))))
 
 
 def _checked_options(section: str, options: dict | None, defaults: dict) -> dict:
@@ -572,7 +662,8 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
     seed = config["seed"]
 
     def one(ds: str | None = dataset) -> dict:  # one model on one dataset, on the configured device
-        return {"seed": seed, "device": config.get("device", "auto"), "dataset": ds, "model": model}
+        return {"seed": model_seed(config, model), "device": config.get("device", "auto"), "dataset": ds,
+                "model": model}
 
     if stage == "fetch":
         return {"seed": seed, "dataset": dataset, "datasets": {dataset: config["datasets"][dataset]}}
@@ -597,17 +688,24 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
     if stage == "metrics":
         return {"dataset": dataset, "model": model, "perturbations": config["perturbations"]}
     if stage == "downstream":
-        return {"seed": seed, "dataset": dataset, "model": model, "downstream": config["downstream"]}
+        # the seed draws the probe's validation split and seeds the classifiers: a replicate's own
+        return {"seed": model_seed(config, model), "dataset": dataset, "model": model,
+                "downstream": config["downstream"]}
     if stage == "regression":
         # the seed draws the bootstrap's image resamples
+        reps = replicates(config)
         return {"seed": config["seed"], "dataset": dataset, "models": sorted(all_models(config)),
-                "regression": config["regression"]}
+                "regression": config["regression"],
+                # which models repeat which under another seed: the spread across seeds, primaries-only comparisons
+                **({"replicates": {r: list(v) for r, v in sorted(reps.items())}, "seeds": seeds(config)}
+                   if reps else {})}
     if stage == "finetune":
         run = finetune_runs(config)[model]
         return {
             **one(run["dataset"]),
             "datasets": {run["dataset"]: config["datasets"][run["dataset"]]},
-            "models": {run["base"]: config["models"][run["base"]]},
+            "models": {run["base"]: _pinned(config, config["models"][run["base"]]) if "replicate" in run
+                       else config["models"][run["base"]]},
             "run": run,
         }
     if stage == "fetch_dense":
@@ -642,19 +740,20 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
 # DVC reads params by section; these must cover what stage_config reads.
 DVC_PARAMS = {
     "fetch": ["seed", "datasets"],
-    "finetune": ["seed", "device", "datasets", "models", "perturbations", "finetune"],
-    "embed": ["seed", "device", "datasets", "models", "perturbations", "embed", "finetune"],
-    "text": ["seed", "device", "models", "downstream.tasks", "downstream.zero_shot", "finetune"],
+    "finetune": ["seed", "seeds", "device", "datasets", "models", "perturbations", "finetune"],
+    "embed": ["seed", "seeds", "device", "datasets", "models", "perturbations", "embed", "finetune"],
+    "text": ["seed", "seeds", "device", "models", "downstream.tasks", "downstream.zero_shot", "finetune"],
     "metrics": ["perturbations"],
-    "downstream": ["seed", "downstream"],
-    "regression": ["seed", "regression", "finetune"],
+    "downstream": ["seed", "seeds", "downstream"],
+    "regression": ["seed", "seeds", "regression", "finetune"],
     "fetch_dense": ["seed", "dense.datasets"],
-    "dense": ["seed", "device", "models", "perturbations", "finetune", "dense"],
-    "task_attack": ["seed", "device", "datasets", "models", "finetune", "downstream.linear_probe", "task_attack"],
-    "text_robustness": ["seed", "device", "datasets", "models", "finetune", "downstream.zero_shot", "regression",
-                        "text_robustness"],
-    "report": ["seed", "device", "datasets", "models", "perturbations", "embed", "downstream", "regression", "finetune",
-               "dense", "task_attack", "text_robustness", "report"],
+    "dense": ["seed", "seeds", "device", "models", "perturbations", "finetune", "dense"],
+    "task_attack": ["seed", "seeds", "device", "datasets", "models", "finetune", "downstream.linear_probe",
+                    "task_attack"],
+    "text_robustness": ["seed", "seeds", "device", "datasets", "models", "finetune", "downstream.zero_shot",
+                        "regression", "text_robustness"],
+    "report": ["seed", "seeds", "device", "datasets", "models", "perturbations", "embed", "downstream", "regression",
+               "finetune", "dense", "task_attack", "text_robustness", "report"],
 }
 
 

@@ -302,8 +302,9 @@ def _write_task_table(df: pd.DataFrame, dataset: str, model: str, out: Path) -> 
 def regression(cfg: dict, root: Path) -> Path:
     """Every model of one dataset -> data/regression/<dataset>/: the tables of
     :class:`embedrobust.regression.RegressionResult` as CSV (fits, binned, predictions, accuracy_drop, bootstrap,
-    model_family, rank_correlation, panel_fits) and summary.json. All models at once: the cross-model tables
-    and the image bootstrap, whose resamples are shared by every model, need them together."""
+    model_family, rank_correlation, panel_fits, seed_spread) and summary.json. All models at once: the
+    cross-model tables, the image bootstrap (its resamples are shared by every model) and the spread across seeds
+    need them together."""
     from .regression import fit_all
 
     ds_name = cfg["dataset"]
@@ -314,7 +315,7 @@ def regression(cfg: dict, root: Path) -> Path:
         # a stage config written before the bootstrap existed carries no seed; 0 keeps the run reproducible
         log.warning("the regression stage config has no 'seed'; the image bootstrap uses seed 0")
         seed = 0
-    result = fit_all(rob, out, cfg["regression"], seed=int(seed))
+    result = fit_all(rob, out, cfg["regression"], seed=int(seed), replicates=cfg.get("replicates"))
     target = regression_dir(root, ds_name)
     target.mkdir(parents=True, exist_ok=True)
     result.save(target)

@@ -70,7 +70,8 @@ def test_text_robustness_params_reach_only_its_stage_and_the_report(tiny_config)
 
 def test_dvc_lists_the_sections_the_stage_reads(tiny_config):
     cfg = stage_config(validate(_with(tiny_config)), "text_robustness", "digits", "clip")
-    read = {"seed", "device", "datasets", "models", "finetune", "downstream.zero_shot", "regression", "text_robustness"}
+    read = {"seed", "seeds", "device", "datasets", "models", "finetune", "downstream.zero_shot", "regression",
+            "text_robustness"}
     assert set(DVC_PARAMS["text_robustness"]) == read
     assert set(cfg) == {"seed", "device", "dataset", "model", "models", "templates", "synonyms", "families", "cross",
                         "regression"}

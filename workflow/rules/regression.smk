@@ -12,6 +12,7 @@ rule regression:
         model_family="data/regression/{dataset}/model_family.csv",
         rank_correlation="data/regression/{dataset}/rank_correlation.csv",
         panel_fits="data/regression/{dataset}/panel_fits.csv",
+        seed_spread="data/regression/{dataset}/seed_spread.csv",
     params:
         cfg=stage_json("regression"),
     log:

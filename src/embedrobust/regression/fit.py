@@ -83,7 +83,9 @@ COV_TYPES = {
 }
 DIFFERENCES = (("divergence_radius", "cosine"), ("divergence_radius", "euclidean"))
 TABLES = ("fits", "binned", "predictions", "accuracy_drop", "bootstrap", "model_family", "rank_correlation",
-          "panel_fits")
+          "panel_fits", "seed_spread")
+SPREAD_COLUMNS = ["task", "statistic", "metric", "family", "granularity", "n_seeds", "seeds", "values", "mean", "std",
+                  "min", "max"]
 
 
 def regression_config(cfg: dict) -> dict:
@@ -119,7 +121,9 @@ class RegressionResult:
     families of ``abs_error_points``; bin or level) and "r2_difference" (metric e.g.
     "divergence_radius-cosine": R^2 of the first minus R^2 of the second, on the same resamples).
     ``model_family``, ``rank_correlation``, ``panel_fits``: the cross-model analysis
-    (:mod:`embedrobust.regression.panel`).
+    (:mod:`embedrobust.regression.panel`), over the primary models only (a seed replicate is not another model).
+    ``seed_spread``: per model with seed replicates, each headline statistic across its seeds (:func:`seed_spread`);
+    empty without replicates.
     """
 
     fits: pd.DataFrame
@@ -130,6 +134,7 @@ class RegressionResult:
     model_family: pd.DataFrame = field(default_factory=pd.DataFrame)
     rank_correlation: pd.DataFrame = field(default_factory=pd.DataFrame)
     panel_fits: pd.DataFrame = field(default_factory=pd.DataFrame)
+    seed_spread: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SPREAD_COLUMNS))
     summary: dict = field(default_factory=dict)
 
     def save(self, out_dir: Path) -> None:
@@ -225,15 +230,18 @@ def _cluster_codes(outcomes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return ids
 
 
-def fit_all(robustness: pd.DataFrame, outcomes: pd.DataFrame, cfg: dict, seed: int = 0) -> RegressionResult:
+def fit_all(robustness: pd.DataFrame, outcomes: pd.DataFrame, cfg: dict, seed: int = 0,
+            replicates: dict | None = None) -> RegressionResult:
     """Fit performance on robustness for every (dataset, model, task, metric, family), predict held-out families,
     bootstrap the headline statistics over images and compare models.
 
     ``robustness``: one row per (image, family) with the metric columns (in [0, 1], 0 = robust);
     ``outcomes``: one row per (task, condition, image) from :func:`embedrobust.downstream.evaluate_store`
     with dataset and model columns; ``cfg``: the ``regression`` params section (or the dict holding it);
-    ``seed``: the study seed, which fixes the bootstrap resamples. Accuracies are fractions in [0, 1]; columns
-    ending in ``_points`` are percentage points.
+    ``seed``: the study seed, which fixes the bootstrap resamples; ``replicates``: model name -> (the model it
+    repeats, its seed) for seed replicates (``config.replicates``), which are fitted like any model, summarised
+    across seeds in ``seed_spread`` and left out of the cross-model comparison. Accuracies are fractions in
+    [0, 1]; columns ending in ``_points`` are percentage points.
     """
     from embedrobust.regression import panel
 
@@ -334,13 +342,82 @@ def fit_all(robustness: pd.DataFrame, outcomes: pd.DataFrame, cfg: dict, seed: i
     if len(boot_df):
         boot_df = boot_df.sort_values(gk + ["statistic", "metric", "granularity"], kind="stable").reset_index(drop=True)
 
-    cross = panel.cross_model(cubes, keys, metrics, weights, ci)
+    replicates = {str(k): (str(v[0]), int(v[1])) for k, v in (replicates or {}).items()}
+    at = keys.index("model")
+    cross = panel.cross_model({g: c for g, c in cubes.items() if g[at] not in replicates}, keys, metrics, weights, ci)
     drop_df = accuracy_drop(outcomes, keys, lvl, metrics)
     drop_df = drop_df.merge(cross.level_drops, on=gk + ["family", "level"], how="left")
     summary = _summary(fits_df, pred_df, drop_df, keys, outcome, metrics)
     summary.update(_bootstrap_summary(fits_df, boot_df, cross, keys, meta))
+    spread = seed_spread(fits_df, pred_df, drop_df, boot_df, keys, replicates, int(seed))
+    if len(spread):
+        summary["seed_spread"] = _spread_summary(spread, keys)
     return RegressionResult(fits_df, binned_df, pred_df, drop_df, boot_df, cross.model_family,
-                            cross.rank_correlation, cross.panel_fits, summary)
+                            cross.rank_correlation, cross.panel_fits, spread, summary)
+
+
+def seed_spread(fits: pd.DataFrame, preds: pd.DataFrame, drops: pd.DataFrame, boot: pd.DataFrame, keys: list[str],
+                replicates: dict, seed: int) -> pd.DataFrame:
+    """The headline statistics of every model with seed replicates, across its seeds.
+
+    One row per (model, task, statistic, metric, family, granularity), ``model`` the primary's name:
+    ``n_seeds``, ``seeds`` and ``values`` (";"-joined, seed order), ``mean``, ``std`` (sample, ddof 1), ``min``,
+    ``max``. Statistics: "clean_accuracy" (fraction), "accuracy_drop_points" (mean over the family's levels;
+    family "all": over every (family, level)), "r2" (pooled OLS fits, granularity image / bin / level),
+    "heldout_mae_points" (bin / level) and "r2_difference" (metric e.g. "divergence_radius-cosine"). ``metric``,
+    ``family`` and ``granularity`` are "" where a statistic has none. Empty without replicates.
+    """
+    if not replicates:
+        return pd.DataFrame(columns=[*keys, *SPREAD_COLUMNS])
+    gk = keys + ["task"]
+    cols = gk + ["statistic", "metric", "family", "granularity", "value"]
+    parts = []
+    pooled = fits[(fits["family"] == POOLED) & (fits["estimator"] == "ols")]
+    parts.append(pooled.assign(statistic="r2", family="", value=pooled["r2"]))
+    if len(preds):
+        mae = preds.groupby(gk + ["metric", "granularity"], sort=True)["abs_error_points"].mean().reset_index()
+        parts.append(mae.assign(statistic="heldout_mae_points", family="", value=mae["abs_error_points"]))
+    if len(boot):
+        diff = boot[boot["statistic"] == "r2_difference"]
+        parts.append(diff.assign(value=diff["estimate"], family=""))
+    clean = drops.drop_duplicates(gk)
+    parts.append(clean.assign(statistic="clean_accuracy", metric="", family="", granularity="",
+                              value=clean["clean_accuracy"]))
+    fam = drops.groupby(gk + ["family"], sort=True)["drop_points"].mean().reset_index()
+    parts.append(fam.assign(statistic="accuracy_drop_points", metric="", granularity="", value=fam["drop_points"]))
+    every = drops.groupby(gk, sort=True)["drop_points"].mean().reset_index()
+    parts.append(every.assign(statistic="accuracy_drop_points", metric="", family="all", granularity="",
+                              value=every["drop_points"]))
+    long = pd.concat([p[cols] for p in parts], ignore_index=True)
+    of = {name: rep for name, rep in replicates.items()}
+    repeated = {p for p, _ in of.values()}
+    long["seed"] = [of[m][1] if m in of else seed for m in long["model"]]
+    long["model"] = [of[m][0] if m in of else m for m in long["model"]]
+    long = long[long["model"].isin(repeated)].sort_values([*gk, "statistic", "metric", "family", "granularity",
+                                                           "seed"], kind="stable")
+    rows = []
+    for idx, g in long.groupby([*gk, "statistic", "metric", "family", "granularity"], sort=True):
+        v = g["value"].to_numpy(np.float64)
+        ok = np.isfinite(v)
+        rows.append({**dict(zip([*gk, "statistic", "metric", "family", "granularity"], idx)),
+                     "n_seeds": int(ok.sum()), "seeds": ";".join(str(s) for s in g["seed"]),
+                     "values": ";".join(f"{x:.12g}" for x in v),
+                     "mean": v[ok].mean() if ok.any() else np.nan,
+                     "std": v[ok].std(ddof=1) if ok.sum() > 1 else np.nan,
+                     "min": v[ok].min() if ok.any() else np.nan, "max": v[ok].max() if ok.any() else np.nan})
+    return pd.DataFrame(rows, columns=[*keys, *SPREAD_COLUMNS])
+
+
+def _spread_summary(spread: pd.DataFrame, keys: list[str]) -> dict:
+    """summary.json's ``seed_spread``: model -> task -> statistic -> label -> {mean, std, min, max, n_seeds}, the
+    label "metric/granularity" (R^2, MAE, R^2 differences), the family (drops) or "all" (clean accuracy)."""
+    out: dict = {}
+    for _, r in spread.iterrows():
+        label = "/".join(x for x in (r["metric"], r["granularity"]) if x) or r["family"] or "all"
+        out.setdefault(_model_key(r, keys), {}).setdefault(r["task"], {}).setdefault(r["statistic"], {})[label] = {
+            "mean": r["mean"], "std": r["std"], "min": r["min"], "max": r["max"], "n_seeds": r["n_seeds"],
+            "seeds": r["seeds"]}
+    return out
 
 
 def _resampled_stats(cube: Cube, metrics: list[str], w: np.ndarray, nb: int, mb: int) -> dict:

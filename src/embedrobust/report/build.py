@@ -32,7 +32,7 @@ from . import summary as S
 from .typeset import TEXT_H, Report, table_page, text_pages
 
 REGRESSION_TABLES = ("fits", "binned", "predictions", "accuracy_drop", "bootstrap", "model_family",
-                     "rank_correlation", "panel_fits")
+                     "rank_correlation", "panel_fits", "seed_spread")
 METRIC_DEFINITIONS = [
     "All three metrics are computed per image and per perturbation family on L2-normalised embeddings e<sub>0</sub> "
     "(the clean image) and e<sub>1</sub> … e<sub>L</sub> (the family at each of its L levels). Range [0, 1]; "
@@ -297,6 +297,51 @@ def _regression_section(doc: Report, ctx: dict, ds: str) -> None:
                        f"intervals]. Per family: data/regression/{ds}/rank_correlation.csv.",
                   header={"models": "models", "spearman": f"Spearman ρ\n[{ci} CI]",
                           "kendall": f"Kendall τ-b\n[{ci} CI]"})
+    spread = seed_spread_rows(r["seed_spread"], task)
+    if not spread.empty:
+        doc.table(spread, f"{ds}: spread across seeds ({S.task_label(task)}): each statistic over the replicates "
+                  f"of the stochastic parts (perturbation draws, probe split, fine-tuning).",
+                  note=f"mean ± sample SD [min, max] over the seeds. Every statistic, task and family: "
+                       f"data/regression/{ds}/seed_spread.csv. Cross-model comparisons use the first seed only.",
+                  source=f"data/regression/{ds}/seed_spread.csv",
+                  header={"spread": "mean ± SD [min, max]", "seeds": "seeds"})
+
+
+# (statistic, metric, family, granularity) -> label of the report's seed table, in its order
+SPREAD_ROWS = {
+    ("clean_accuracy", "", "", ""): "clean accuracy (%)",
+    ("accuracy_drop_points", "", "all", ""): "mean accuracy drop (points)",
+    ("r2", "divergence_radius", "", "level"): "R², DR, levels",
+    ("r2", "divergence_radius", "", "bin"): "R², DR, bins",
+    ("r2_difference", "divergence_radius-cosine", "", "level"): "R² DR − cosine, levels",
+    ("heldout_mae_points", "divergence_radius", "", "level"): "held-out MAE, DR, levels (points)",
+}
+
+
+def seed_spread_rows(spread: pd.DataFrame, task: str) -> pd.DataFrame:
+    """The report's seed table of one task from ``seed_spread.csv``: model, statistic, "mean ± SD [min, max]",
+    seeds; empty without replicates."""
+    if spread is None or spread.empty:
+        return pd.DataFrame()
+    sub = spread[spread["task"] == task].fillna({"metric": "", "family": "", "granularity": ""})
+    rows = []
+    for model, g in sub.groupby("model", sort=False):
+        for _, r in g.iterrows():
+            label = SPREAD_ROWS.get((r["statistic"], r["metric"], r["family"], r["granularity"]))
+            if label is None:
+                continue
+            scale = 100.0 if r["statistic"] == "clean_accuracy" else 1.0
+            d = 1 if scale == 100.0 or r["statistic"].endswith("_points") else 3
+            text = (f"{F.num(scale * r['mean'], d)} ± {F.num(scale * r['std'], d)} "
+                    f"[{F.num(scale * r['min'], d)}, {F.num(scale * r['max'], d)}]")
+            order = list(SPREAD_ROWS.values()).index(label)
+            rows.append({"model": model, "statistic": label, "spread": text,
+                         "seeds": str(r["seeds"]).replace(";", ", "), "_order": order})
+    if not rows:
+        return pd.DataFrame()
+    out = pd.DataFrame(rows)
+    out["_m"] = pd.factorize(out["model"])[0]
+    return out.sort_values(["_m", "_order"], kind="stable").drop(columns=["_m", "_order"]).reset_index(drop=True)
 
 
 def _finetune_section(doc: Report, ctx: dict) -> None:

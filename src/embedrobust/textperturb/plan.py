@@ -59,7 +59,7 @@ def _families(spec: dict) -> dict[str, dict]:
 
 
 def _models(config: dict, names) -> list[str]:
-    from ..config import all_models
+    from ..config import all_models, with_replicates
 
     known = all_models(config)
     if names is None:
@@ -70,7 +70,7 @@ def _models(config: dict, names) -> list[str]:
         if not has_text_tower(known[name]):
             raise ConfigError(f"{SECTION}.models: {name!r} is a {known[name]['library']} model without a text tower; "
                               "list CLIP (open_clip) models only")
-    return list(dict.fromkeys(names))
+    return with_replicates(config, names)  # a named model brings its seed replicates
 
 
 def _cross(config: dict, entries, text_families: dict) -> list[dict]:
