@@ -135,7 +135,16 @@ def _run_stage(args) -> None:
             getattr(stages, args.command)(cfg, args.root)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, warm: bool = True) -> int:
+    """The CLI. A stage command of a local workflow run goes to the warm server where one runs
+    (:mod:`embedrobust.warm`; ``warm=False`` is the server's child running it)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if warm and argv and argv[0] in STAGES:
+        from .warm import run_warm
+
+        code = run_warm(argv)
+        if code is not None:
+            return code
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
