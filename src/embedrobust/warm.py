@@ -54,6 +54,7 @@ PRELOAD = ("numpy", "pandas", "pyarrow.parquet", "scipy.optimize", "sklearn.line
            "embedrobust.models", "embedrobust.downstream", "embedrobust.metrics", "embedrobust.regression",
            "embedrobust.report")
 IDLE_S = 1800.0
+READY_S = 120.0  # how long a job waits for a server that is still importing before it runs by itself
 _HEADER = struct.Struct("!I")
 
 
@@ -134,6 +135,7 @@ def run_warm(argv: list[str]) -> int | None:
         request = {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ), "python": interpreter(),
                    "code": code_stamp()}
         _send(sock, request, [0, 1, 2])
+        sock.settimeout(READY_S)  # a server still importing answers once it is ready
         reply, _ = _recv(sock)
     except OSError:
         sock.close()
@@ -255,15 +257,16 @@ def serve(path: str, parent: int | None = None, idle: float = IDLE_S, log_file: 
         out.write(f"[warm {time.strftime('%H:%M:%S')}] {msg}\n")
 
     before = dict(os.environ)  # the environment a job has: imports add variables of their own (torch, open_clip)
-    _preload(log)
-    added = {k: v for k, v in os.environ.items() if k not in before}
     code, env, python = code_stamp(), env_stamp(before), interpreter()
     if os.path.exists(path):
         os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     os.chmod(path, 0o600)  # only this user's jobs
+    # Listen before the preload: the first jobs queue here instead of importing everything beside it themselves.
     listener.listen(64)
+    _preload(log)
+    added = {k: v for k, v in os.environ.items() if k not in before}
     listener.setblocking(False)
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ)
