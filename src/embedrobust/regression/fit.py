@@ -389,10 +389,9 @@ def seed_spread(fits: pd.DataFrame, preds: pd.DataFrame, drops: pd.DataFrame, bo
     parts.append(every.assign(statistic="accuracy_drop_points", metric="", family="all", granularity="",
                               value=every["drop_points"]))
     long = pd.concat([p[cols] for p in parts], ignore_index=True)
-    of = {name: rep for name, rep in replicates.items()}
-    repeated = {p for p, _ in of.values()}
-    long["seed"] = [of[m][1] if m in of else seed for m in long["model"]]
-    long["model"] = [of[m][0] if m in of else m for m in long["model"]]
+    repeated = {p for p, _ in replicates.values()}
+    long["seed"] = [replicates[m][1] if m in replicates else seed for m in long["model"]]
+    long["model"] = [replicates[m][0] if m in replicates else m for m in long["model"]]
     long = long[long["model"].isin(repeated)].sort_values([*gk, "statistic", "metric", "family", "granularity",
                                                            "seed"], kind="stable")
     rows = []
