@@ -27,8 +27,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(SNAKEMAKE) reports/final.pdf
 
+# The linter first (ruff, pyproject.toml's rules), then the suite on two workers (pytest-xdist): the unit tests run
+# single-threaded, so a second core halves them. Each test module is one unit of work, and the tests of the
+# session-built project are one together (tests/conftest.py), so it is built once.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	pytest
+	ruff check src tests benchmarks
+	pytest -n $(TEST_WORKERS)
 
 # A study config is the whole config of its run (the Snakefile reads params.yaml only when no --configfile is
 # given). The target comes first: --configfile takes every word after it as another config file.

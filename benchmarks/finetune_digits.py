@@ -4,24 +4,31 @@
 
 Tiny random-init timm ViT at 32 px (FT_MODEL=vit-tiny, default) or the tiny CLIP (FT_MODEL=tiny-clip), the demo grid, one thread; the figures in the issue note come from it.
 """
-import json, sys, time
-import numpy as np, torch
-torch.set_num_threads(1)
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-from embedrobust.data import fetch_dataset, read_index, ImageDataset
-from embedrobust.config import families as grid
-from embedrobust.models import create_encoder
-from embedrobust.metrics import divergence_radius
-from embedrobust.perturb import get_perturbation
-from embedrobust.finetune import Trainer
+import json
+import os
+import sys
+import time
 
-import os
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+
+from embedrobust.config import families as grid
+from embedrobust.data import ImageDataset, fetch_dataset, read_index
+from embedrobust.finetune import Trainer
+from embedrobust.metrics import divergence_radius
+from embedrobust.models import create_encoder
+from embedrobust.perturb import get_perturbation
+
+torch.set_num_threads(1)
 root = os.environ.get("FT_ROOT", "/tmp/embedrobust-finetune-digits")
-import os
-if not os.path.exists(root + "/index.csv"): fetch_dataset("digits", {"source": "demo-digits", "n_per_class": 30, "image_size": 32, "test_fraction": 0.5}, root, 0)
+if not os.path.exists(root + "/index.csv"):
+    fetch_dataset("digits", {"source": "demo-digits", "n_per_class": 30, "image_size": 32, "test_fraction": 0.5},
+                  root, 0)
 idx = read_index(root)
 ds = ImageDataset(idx, root, 32)
-imgs = torch.stack([ds[i][0] for i in range(len(ds))]); y = idx["label"].to_numpy()
+imgs = torch.stack([ds[i][0] for i in range(len(ds))])
+y = idx["label"].to_numpy()
 tr, te = (idx["split"] == "train").to_numpy(), (idx["split"] == "test").to_numpy()
 fams = grid({"perturbations": {"families": {
     "jpeg_compression": {"levels": [90, 70, 50, 30, 10]}, "brightness": {"severities": [1, 2, 3, 4, 5]},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -48,6 +49,34 @@ TINY = {
     "text_robustness": {"families": {}},  # off (tests/text runs it); dvc.yaml reads the section, so it stays
     "report": {"title": "test"},
 }
+
+
+# The test modules that use the session-built project (``project`` and the fixtures built on it). Under
+# ``make test`` (pytest-xdist) they run on one worker, which builds the project once; every other module is one unit
+# of work, so its module fixtures are built once too. test_xdist_groups_cover_every_user_of_the_project keeps
+# this list complete.
+PROJECT_MODULES = frozenset({"tests/report/test_final_pdf.py", "tests/report/test_snakemake_report.py",
+                             "tests/test_sharing.py", "tests/test_workflow.py"})
+
+
+def work_unit(nodeid: str) -> str:
+    """The xdist unit of work of a test: ``project`` for the project's tests, else its module."""
+    module = nodeid.split("::", 1)[0]
+    return "project" if module in PROJECT_MODULES else module
+
+
+if importlib.util.find_spec("xdist") is not None:  # the hook exists only with the plugin
+
+    def pytest_xdist_make_scheduler(config, log):
+        """Units of work by ``work_unit`` (xdist's own ``loadgroup`` marks do not reach its scheduler under
+        pytest 9, whose node ids are no longer strings it can append a group to)."""
+        from xdist.scheduler import LoadScopeScheduling
+
+        class ByWorkUnit(LoadScopeScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                return work_unit(nodeid)
+
+        return ByWorkUnit(config, log)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -92,7 +92,7 @@ def validate(config: dict, source: str = "params", root: str | Path | None = Non
     dense_plan(cfg)
     task_attack_plan(cfg)
     text_robustness_plan(cfg)
-    _check_paths(cfg, source, Path.cwd() if root is None else Path(root))
+    check_paths(cfg, source, Path.cwd() if root is None else Path(root))
     return cfg
 
 
@@ -123,12 +123,12 @@ def _check_eps(where: str, values) -> None:
                   fix="give radii in pixel units, e.g. 0.03137254901960784 for 8/255")
 
 
-def _check_paths(cfg: dict, source: str, root: Path) -> None:
+def check_paths(cfg: dict, source: str, root: Path) -> None:
     """The input paths the stages read exist: image folders, torchvision roots that will not be downloaded,
     real dense datasets and given model checkpoints. Fine-tuned models' checkpoints are not inputs: the
     finetune stage writes them. Dataset paths are read from the working directory (as ``data.sources``
     does), checkpoints from the project root (as ``models.spec.resolved`` does)."""
-    from .data.dense import LAYOUTS
+    from .data.layouts import LAYOUTS
 
     problems: list[str] = []
 

@@ -17,7 +17,7 @@ import torch
 import zarr
 
 from embedrobust import stages
-from embedrobust.config import canonical_json, conditions, stage_config, validate
+from embedrobust.config import canonical_json, stage_config, validate
 from embedrobust.embed import open_store
 from embedrobust.metrics import robustness_metrics
 

@@ -89,6 +89,19 @@ def test_cifar100_coarse_labels_are_the_superclasses(tmp_path):
     assert ("aquarium_fish", "fish") in pairs and ("tractor", "vehicles_2") in pairs and len(pairs) == 100
 
 
+@pytest.mark.parametrize("name", sorted(TORCHVISION))
+def test_a_class_subset_is_the_first_classes(tmp_path, name):
+    root = TORCHVISION[name][0](tmp_path / "tv", n_per_class=2, seed=0, n_classes=3)
+    fetch_dataset("d", _tv_cfg(name, root, download=False, check_integrity=False), tmp_path / "out", 0)
+    index = read_index(tmp_path / "out")
+    assert index.groupby("split")["label"].value_counts().eq(2).all() and len(index) == 12
+    first = {"CIFAR10": ["airplane", "automobile", "bird"], "CIFAR100": ["apple", "aquarium fish", "baby"],
+             "STL10": ["airplane", "bird", "car"]}[name]
+    assert class_names(index) == first
+    with pytest.raises(ConfigError, match="asked for n_classes=101"):
+        TORCHVISION[name][0](tmp_path / "tv2", n_per_class=1, n_classes=101)
+
+
 def test_stl10_folds_load(tmp_path):
     root = write_stl10(tmp_path, n_per_class=2)
     ds = sources.unverified(torchvision.datasets.STL10)(root=str(root), split="train", folds=9, download=False)

@@ -10,22 +10,25 @@ _SRC = os.path.join(workflow.basedir, "src")
 sys.path.insert(0, _SRC)
 os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p))
 
-from embedrobust.config import (all_models, canonical_json, dense_plan, finetune_runs, stage_config,
-                               task_attack_plan, text_robustness_plan, validate)
+from embedrobust.plan import cached as _cached_plan, job_key
+from embedrobust.config import canonical_json, stage_config
 from embedrobust.stages import checkpoint_relpath
 
-# One validation, with one clear error (the schema is workflow/schemas/config.schema.yaml).
-config.update(validate(config, source="snakemake config (params.yaml)"))
+# One validation, with one clear error (the schema is src/embedrobust/schemas/params.schema.yaml), resolved into the
+# plan once: the Snakefile is evaluated again by every dry run and every cluster job step, and those read the plan
+# from .snakemake/ instead of importing torch, timm and open_clip to validate again (embedrobust.plan).
+PLAN = _cached_plan(config, source="snakemake config (params.yaml)", cache_dir=Path(".snakemake") / "embedrobust-plan")
+config.update(PLAN["config"])
 
-DATASETS = sorted(config["datasets"])
+DATASETS = PLAN["datasets"]
 # The models of params and the fine-tuned ones (finetune section): the same stages evaluate both.
-FINETUNED = finetune_runs(config)
-MODELS = sorted(all_models(config))
+FINETUNED = PLAN["finetuned"]
+MODELS = PLAN["models"]
 # Dense tasks and task attacks: their own datasets x models (params sections dense, task_attack).
-DENSE = dense_plan(config)
-TASK_ATTACK = task_attack_plan(config)
+DENSE = PLAN["dense"]
+TASK_ATTACK = PLAN["task_attack"]
 # Text-side robustness of the CLIP models: its own datasets x models (params section text_robustness).
-TEXT_ROBUSTNESS = text_robustness_plan(config)
+TEXT_ROBUSTNESS = PLAN["text_robustness"]
 
 
 def _alternatives(names):
@@ -42,7 +45,8 @@ def stage_json(stage):
 
     def get(wildcards):
         kw = {k: wildcards[k] for k in ("dataset", "model") if k in wildcards.keys()}
-        return canonical_json(stage_config(config, stage, **kw))
+        planned = PLAN["stages"].get(job_key(stage, **kw))
+        return planned if planned is not None else canonical_json(stage_config(config, stage, **kw))
 
     return get
 
@@ -68,7 +72,7 @@ def finetune_dataset(wildcards):
 
 
 def has_text(model):
-    return stage_config(config, "text", dataset=DATASETS[0], model=model) is not None
+    return stage_json("text")({"dataset": DATASETS[0], "model": model}) != "null"
 
 
 def downstream_inputs(wildcards):

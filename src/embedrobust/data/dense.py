@@ -45,6 +45,7 @@ from PIL import Image
 
 from ..errors import ConfigError, DataError, unknown_name
 from .decode import load_image, resize_crop, resized_shape
+from .layouts import LAYOUTS
 
 # torch is imported by the functions that make tensors: fetching a real dataset only indexes its files, and the
 # fetch_dense stage should not pay seconds of start-up for it.
@@ -69,16 +70,6 @@ CITYSCAPES_CLASSES = [
 CITYSCAPES_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
                         26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
 
-LAYOUTS = {
-    "ade20k": "ADEChallengeData2016/ with images/{training,validation}/*.jpg and "
-              "annotations/{training,validation}/*.png",
-    "voc": "VOCdevkit/VOC2012/ with JPEGImages/*.jpg, SegmentationClass/*.png and "
-           "ImageSets/Segmentation/{train,val}.txt",
-    "cityscapes": "a directory with leftImg8bit/{train,val}/<city>/*_leftImg8bit.png and "
-                  "gtFine/{train,val}/<city>/*_gtFine_labelIds.png",
-    "nyu-depth-v2": "a directory with {train,test}/rgb/<id>.(png|jpg) and {train,test}/depth/<id>.(png|npy) "
-                    "(16-bit PNG in mm or .npy in metres; 'val' is accepted for 'test')",
-}
 
 Fetched = tuple[pd.DataFrame, dict]
 DenseSourceFn = Callable[[str, dict, Path, int], Fetched]

@@ -215,29 +215,43 @@ def _filenames(names: list[str], labels: np.ndarray) -> list[str]:
     return [f"{names[c]}_s_{i:06d}.png" for i, c in enumerate(labels)]
 
 
-def write_cifar10(root: Path, n_per_class: int = 4, seed: int = 0) -> Path:
+def _first_classes(n_classes: int | None, names: Sequence[str], what: str) -> int:
+    """How many of a dataset's classes to write: its first ``n_classes`` (None: all). The files still name every
+    class, as ImageNet's first K wnids do, and the index's labels stay contiguous from 0."""
+    if n_classes is None:
+        return len(names)
+    k = _count(n_classes, "n_classes")
+    if k > len(names):
+        raise ConfigError(f"{what} has {len(names)} classes, asked for n_classes={k}.")
+    return k
+
+
+def write_cifar10(root: Path, n_per_class: int = 4, seed: int = 0, n_classes: int | None = None) -> Path:
     """``root/cifar-10-batches-py/`` as ``torchvision.datasets.CIFAR10(root)`` reads it; the train images spread
-    over the five batches. Returns ``root`` (``datasets.<name>.root``)."""
+    over the five batches; images of the first ``n_classes`` classes only (None: all). Returns ``root``
+    (``datasets.<name>.root``)."""
     n = _count(n_per_class, "n_per_class")
+    k = _first_classes(n_classes, CIFAR10_CLASSES, "CIFAR-10")
     base = Path(root) / "cifar-10-batches-py"
     _fresh(base)
     base.mkdir(parents=True)
-    images, labels = _labelled(10, n, CIFAR_SIZE, seed, 0)
-    for k, part in enumerate(np.array_split(np.arange(len(labels)), 5), start=1):
-        _pickle({"batch_label": f"training batch {k} of 5", "labels": labels[part].tolist(),
+    images, labels = _labelled(k, n, CIFAR_SIZE, seed, 0)
+    for b, part in enumerate(np.array_split(np.arange(len(labels)), 5), start=1):
+        _pickle({"batch_label": f"training batch {b} of 5", "labels": labels[part].tolist(),
                  "data": _cifar_rows(images[part]), "filenames": _filenames(CIFAR10_CLASSES, labels[part])},
-                base / f"data_batch_{k}")
-    images, labels = _labelled(10, n, CIFAR_SIZE, seed, 1)
+                base / f"data_batch_{b}")
+    images, labels = _labelled(k, n, CIFAR_SIZE, seed, 1)
     _pickle({"batch_label": "testing batch 1 of 1", "labels": labels.tolist(), "data": _cifar_rows(images),
              "filenames": _filenames(CIFAR10_CLASSES, labels)}, base / "test_batch")
     _pickle({"num_cases_per_batch": 10000, "label_names": CIFAR10_CLASSES, "num_vis": 3072}, base / "batches.meta")
     return Path(root)
 
 
-def write_cifar100(root: Path, n_per_class: int = 4, seed: int = 0) -> Path:
-    """``root/cifar-100-python/`` as ``torchvision.datasets.CIFAR100(root)`` reads it, coarse labels included.
-    Returns ``root``."""
+def write_cifar100(root: Path, n_per_class: int = 4, seed: int = 0, n_classes: int | None = None) -> Path:
+    """``root/cifar-100-python/`` as ``torchvision.datasets.CIFAR100(root)`` reads it, coarse labels included;
+    images of the first ``n_classes`` fine classes only (None: all; ``meta`` names all 100). Returns ``root``."""
     n = _count(n_per_class, "n_per_class")
+    k = _first_classes(n_classes, CIFAR100_CLASSES, "CIFAR-100")
     base = Path(root) / "cifar-100-python"
     _fresh(base)
     base.mkdir(parents=True)
@@ -246,7 +260,7 @@ def write_cifar100(root: Path, n_per_class: int = 4, seed: int = 0) -> Path:
         for c in CIFAR100_CLASSES
     ])
     for file_name, label, stream in (("train", "training batch 1 of 1", 0), ("test", "testing batch 1 of 1", 1)):
-        images, labels = _labelled(100, n, CIFAR_SIZE, seed, stream)
+        images, labels = _labelled(k, n, CIFAR_SIZE, seed, stream)
         _pickle({"filenames": _filenames(CIFAR100_CLASSES, labels), "batch_label": label,
                  "fine_labels": labels.tolist(), "coarse_labels": coarse_of[labels].tolist(),
                  "data": _cifar_rows(images)}, base / file_name)
@@ -259,27 +273,29 @@ def _stl10_bytes(images: np.ndarray) -> bytes:
     return np.ascontiguousarray(images.transpose(0, 3, 2, 1)).tobytes()
 
 
-def write_stl10(root: Path, n_per_class: int = 4, n_unlabeled: int = 10, seed: int = 0) -> Path:
+def write_stl10(root: Path, n_per_class: int = 4, n_unlabeled: int = 10, seed: int = 0,
+                n_classes: int | None = None) -> Path:
     """``root/stl10_binary/`` as ``torchvision.datasets.STL10(root)`` reads it (96 x 96 images; labels 1..10 on
-    disk). torchvision needs ``unlabeled_X.bin`` even for the labelled splits: a few unlabeled images are written.
-    Returns ``root``."""
+    disk), images of the first ``n_classes`` classes only (None: all). torchvision needs ``unlabeled_X.bin`` even
+    for the labelled splits: a few unlabeled images are written. Returns ``root``."""
     n = _count(n_per_class, "n_per_class")
+    k = _first_classes(n_classes, STL10_CLASSES, "STL-10")
     base = Path(root) / "stl10_binary"
     _fresh(base)
     base.mkdir(parents=True)
     for split, stream in (("train", 0), ("test", 1)):
-        images, labels = _labelled(10, n, STL10_SIZE, seed, stream)
+        images, labels = _labelled(k, n, STL10_SIZE, seed, stream)
         (base / f"{split}_X.bin").write_bytes(_stl10_bytes(images))
         (base / f"{split}_y.bin").write_bytes((labels + 1).astype(np.uint8).tobytes())
     rng = np.random.default_rng([seed, 105])
     unlabeled = [_class_images(int(c), 1, (STL10_SIZE, STL10_SIZE), seed, 2 + i)
-                 for i, c in enumerate(rng.integers(0, 10, _count(n_unlabeled, "n_unlabeled")))]
+                 for i, c in enumerate(rng.integers(0, k, _count(n_unlabeled, "n_unlabeled")))]
     (base / "unlabeled_X.bin").write_bytes(_stl10_bytes(np.concatenate(unlabeled)))
     (base / "class_names.txt").write_text("".join(f"{c}\n" for c in STL10_CLASSES))
     # ten folds of train indices, a fifth of the train set each (the real folds: 1,000 of 5,000)
-    fold = max(1, 10 * n // 5)
+    fold = max(1, k * n // 5)
     (base / "fold_indices.txt").write_text(
-        "".join(" ".join(map(str, rng.permutation(10 * n)[:fold])) + " \n" for _ in range(10))
+        "".join(" ".join(map(str, rng.permutation(k * n)[:fold])) + " \n" for _ in range(10))
     )
     return Path(root)
 
@@ -447,7 +463,7 @@ def stand_in_config(cfg: dict, path: Path) -> dict:
 
 def write_all(
     root: Path, which: Sequence[str], n_per_class: int = 4, n_classes: int = 10, n_dense: tuple[int, int] = (8, 4),
-    seed: int = 0,
+    seed: int = 0, torchvision_classes: int | None = None,
 ) -> dict[str, Path]:
     """Write the stand-ins ``which`` (``WRITERS`` keys) under ``root``, laid out as the shipped configs expect
     ``/datasets`` (``imagenet/``, ``torchvision/``, ``ADEChallengeData2016/``, ``VOCdevkit/VOC2012/``,
@@ -455,7 +471,8 @@ def write_all(
 
     Args:
         n_per_class: classification images per class and split.
-        n_classes: ImageNet classes (the first of the sorted wnids); CIFAR and STL-10 keep all of theirs.
+        n_classes: ImageNet classes (the first of the sorted wnids).
+        torchvision_classes: the first K classes of CIFAR-10/100 and STL-10 (None: all of each).
         n_dense: dense (train, test) images; the loaders carve val from train.
 
     Returns:
@@ -472,7 +489,7 @@ def write_all(
         if key == "imagenet":
             out[key] = write(where, n_classes=n_classes, n_train=n_per_class, n_val=n_per_class, seed=seed)
         elif folder == "torchvision":
-            out[key] = write(where, n_per_class=n_per_class, seed=seed)
+            out[key] = write(where, n_per_class=n_per_class, seed=seed, n_classes=torchvision_classes)
         elif key == "nyu-depth-v2":
             out[key] = write(where, n_train=n_train, n_test=n_test, seed=seed)
         else:

@@ -30,8 +30,9 @@ from ..config import merge_configs, read_config, validate
 
 # Images per class and split: enough for a stratified val carve-out of the linear probe, few enough for 2 cores.
 N_PER_CLASS = 2
-N_PER_CLASS_FEW = 1  # torchvision sets: 10 or 100 classes, a probe still fits on one image per class
+N_PER_CLASS_FEW = 1  # torchvision sets: a probe still fits on one image per class
 IMAGENET_CLASSES = 2
+TORCHVISION_CLASSES = 5  # the first 5 of CIFAR-10/100 and STL-10: CIFAR-100's 100 would be the largest set by far
 DENSE_IMAGES = (8, 4)  # dense (train, test) images; the loaders carve val from train
 STEPS = 2
 PATCHES = 4  # a 4 x 4 token grid: input side = 4 x patch size
@@ -149,7 +150,7 @@ def prepare(config: Path, out: Path, weights: bool = True, size: bool = True, se
                 continue  # generated sources (digits, synthetic-*) need no stand-in
             n = (overlay.get("datasets", {}).get(name) or {}).get("n_per_class") or N_PER_CLASS
             where = gen.write_all(out / "datasets", [key], n_per_class=n, n_classes=IMAGENET_CLASSES,
-                                  n_dense=DENSE_IMAGES, seed=seed)[key]
+                                  n_dense=DENSE_IMAGES, seed=seed, torchvision_classes=TORCHVISION_CLASSES)[key]
             moved = gen.stand_in_config(ds, where)
             entry = {k: v for k, v in moved.items() if ds.get(k) != v}
             node = paths.setdefault(section, {}) if section == "datasets" else \

@@ -1,0 +1,146 @@
+"""The resolved workflow plan: a config validated once, with every job's stage config, memoized on disk.
+
+``resolve(config)`` validates a raw config (``config.validate``) and computes what the workflow reads from it: the
+dataset and model sets of each stage and, for every job (stage x dataset x model), the canonical JSON of its
+``stage_config`` (the rules' ``params``). Validation needs the registries (perturbations, fine-tuning methods,
+open_clip's and timm's architectures), so it imports torch, torchvision, timm and open_clip: 5 to 10 s on 2 cores.
+Snakemake evaluates the Snakefile on every invocation: each dry run, ``--touch``, and on a cluster every job (the
+job step runs Snakemake again). ``cached(config, source, cache_dir)`` therefore stores the plan under a key of
+everything it depends on, and later evaluations read it without importing any of those libraries:
+
+- the raw config itself (canonical JSON);
+- the package's files (path, size and modification time of every source, schema and asset file);
+- the interpreter and the versions of the libraries whose registries validation reads;
+- the working directory (relative paths are read from it).
+
+A plan holds only successes: an invalid config is validated, and refused, every time. Input paths (datasets,
+checkpoints) are checked again on every hit, since they may have gone since. ``EMBEDROBUST_PLAN_CACHE=0`` turns the
+cache off. The plan is JSON through and through (a fresh plan is JSON round-tripped too), so a hit and a miss give
+equal objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .config import (
+    all_models,
+    canonical_json,
+    check_paths,
+    dense_plan,
+    finetune_runs,
+    stage_config,
+    task_attack_plan,
+    text_robustness_plan,
+    validate,
+)
+
+# Distributions whose registries (architectures, tags) or behaviour validation reads.
+LIBRARIES = ("torch", "torchvision", "timm", "open_clip_torch", "jsonschema", "numpy")
+KEEP = 16  # plans kept per cache directory (the newest): one per recent config and code state
+PER_DATASET_MODEL = ("embed", "text", "metrics", "downstream")
+
+
+def job_key(stage: str, dataset: str | None = None, model: str | None = None) -> str:
+    """The key of one job's stage config in ``plan["stages"]``: ``stage/dataset/model`` (``-`` for none)."""
+    return f"{stage}/{dataset or '-'}/{model or '-'}"
+
+
+def resolve(config: dict, source: str = "params") -> dict:
+    """The plan of a raw config (validated here; ``config.validate`` raises its one clear error).
+
+    Returns:
+        ``{"config", "datasets", "models", "finetuned", "dense", "task_attack", "text_robustness", "stages"}``:
+        the validated config with defaults, the sorted dataset and model names (fine-tuned and replicates
+        included), the fine-tuning runs and the dense / task-attack / text-robustness plans (as ``config``'s
+        functions of those names give them), and ``stages``: ``job_key`` -> canonical JSON of that job's
+        ``stage_config`` (``"null"`` where the stage does not apply).
+    """
+    cfg = validate(config, source=source)
+    datasets, models = sorted(cfg["datasets"]), sorted(all_models(cfg))
+    finetuned, dense = finetune_runs(cfg), dense_plan(cfg)
+    task_attack, text = task_attack_plan(cfg), text_robustness_plan(cfg)
+    stages: dict[str, str] = {}
+
+    def add(stage: str, dataset: str | None = None, model: str | None = None) -> None:
+        stages[job_key(stage, dataset, model)] = canonical_json(stage_config(cfg, stage, dataset=dataset, model=model))
+
+    for ds in datasets:
+        add("fetch", ds)
+        add("regression", ds)
+        for m in models:
+            for stage in PER_DATASET_MODEL:
+                add(stage, ds, m)
+    for m in finetuned:
+        add("finetune", model=m)
+    for ds in dense["datasets"]:
+        add("fetch_dense", ds)
+        for m in dense["models"]:
+            add("dense", ds, m)
+    for ds in task_attack["datasets"]:
+        for m in task_attack["models"]:
+            add("task_attack", ds, m)
+    for ds in text["datasets"]:
+        for m in text["models"]:
+            add("text_robustness", ds, m)
+    add("report")
+    plan = {"config": cfg, "datasets": datasets, "models": models, "finetuned": finetuned, "dense": dense,
+            "task_attack": task_attack, "text_robustness": text, "stages": stages}
+    return json.loads(canonical_json(plan))
+
+
+def _package_stamp() -> list:
+    root = Path(__file__).resolve().parent
+    files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return [(str(p.relative_to(root)), st.st_size, st.st_mtime_ns) for p in files for st in (p.stat(),)]
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def cache_key(config: dict) -> str:
+    """The key of ``config``'s plan as things are now (see the module docstring for what it covers)."""
+    state = {"config": config, "package": _package_stamp(), "libraries": _versions(),
+             "python": [os.path.realpath(sys.executable), sys.prefix], "cwd": os.getcwd()}
+    return hashlib.sha256(canonical_json(state).encode()).hexdigest()
+
+
+def cached(config: dict, source: str = "params", cache_dir: str | Path | None = None) -> dict:
+    """``resolve(config)``, read from ``cache_dir`` where the same config was resolved in the same state before;
+    written there otherwise (atomically: concurrent cluster job steps read whole files). ``cache_dir`` None, or
+    ``EMBEDROBUST_PLAN_CACHE=0``, resolves every time."""
+    if cache_dir is None or os.environ.get("EMBEDROBUST_PLAN_CACHE", "1") == "0":
+        return resolve(config, source)
+    cache_dir = Path(cache_dir)
+    path = cache_dir / f"{cache_key(config)}.json"
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, ValueError):  # absent, or unreadable: resolve afresh (and overwrite)
+        plan = None
+    if plan is not None:
+        check_paths(plan["config"], source, Path.cwd())
+        return plan
+    plan = resolve(config, source)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".plan-", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(canonical_json(plan))
+    os.replace(tmp, path)
+    old = sorted(cache_dir.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)[KEEP:]
+    for p in old:
+        p.unlink(missing_ok=True)
+    return plan
