@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from workflow_helpers import work_unit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,20 +52,7 @@ TINY = {
 }
 
 
-# The test modules that use the session-built project (``project`` and the fixtures built on it). Under
-# ``make test`` (pytest-xdist) they run on one worker, which builds the project once; every other module is one unit
-# of work, so its module fixtures are built once too. test_xdist_groups_cover_every_user_of_the_project keeps
-# this list complete.
-PROJECT_MODULES = frozenset({"tests/report/test_final_pdf.py", "tests/report/test_snakemake_report.py",
-                             "tests/test_sharing.py", "tests/test_workflow.py"})
-
-
-def work_unit(nodeid: str) -> str:
-    """The xdist unit of work of a test: ``project`` for the project's tests, else its module."""
-    module = nodeid.split("::", 1)[0]
-    return "project" if module in PROJECT_MODULES else module
-
-
+# Units of work under pytest-xdist (workflow_helpers.work_unit): the project's tests together, else one module each.
 if importlib.util.find_spec("xdist") is not None:  # the hook exists only with the plugin
 
     def pytest_xdist_make_scheduler(config, log):

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import PROJECT_MODULES, REPO, work_unit
+from workflow_helpers import PROJECT_MODULES, REPO, work_unit
 
 
 def test_xdist_groups_cover_every_user_of_the_project():

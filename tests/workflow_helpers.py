@@ -16,6 +16,20 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+# The test modules that use the session-built project (``project`` and the fixtures built on it). Under
+# ``make test`` (pytest-xdist) they run on one worker, which builds the project once; every other module is one unit
+# of work, so its module fixtures are built once too. test_xdist_groups_cover_every_user_of_the_project keeps
+# this list complete.
+PROJECT_MODULES = frozenset({"tests/report/test_final_pdf.py", "tests/report/test_snakemake_report.py",
+                             "tests/test_sharing.py", "tests/test_workflow.py"})
+
+
+def work_unit(nodeid: str) -> str:
+    """The xdist unit of work of a test: ``project`` for the project's tests, else its module."""
+    module = nodeid.split("::", 1)[0]
+    return "project" if module in PROJECT_MODULES else module
+
+
 def _env() -> dict:
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", MPLBACKEND="Agg", SOURCE_DATE_EPOCH="0")
     env.pop("SNAKEMAKE_PROFILE", None)
