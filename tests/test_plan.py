@@ -42,9 +42,9 @@ def test_every_job_reads_its_stage_config_as_the_config_module_gives_it(tiny_con
 def test_the_key_covers_the_config_the_libraries_and_the_package_files(tiny_config, monkeypatch):
     key = plan_mod.cache_key(tiny_config)
     assert plan_mod.cache_key({**tiny_config, "seed": 1}) != key
-    files = [path for path, _, _ in plan_mod._package_stamp()]
-    assert "schemas/params.schema.yaml" in files and "config.py" in files
-    assert not any("__pycache__" in f for f in files)
+    assert plan_mod.cache_key(tiny_config) == key
+    monkeypatch.setattr("embedrobust.warm.code_stamp", lambda package=None, files="*.py": files)
+    assert plan_mod.cache_key(tiny_config) != key  # the package's state is part of the key
     monkeypatch.setattr(plan_mod, "_versions", lambda: {"timm": "0.0"})
     assert plan_mod.cache_key(tiny_config) != key
 
@@ -67,6 +67,20 @@ def test_a_plan_read_back_still_checks_that_input_paths_exist(tiny_config, tmp_p
     (tmp_path / "photos").rmdir()
     with pytest.raises(ConfigError, match="datasets.mine.path: 'photos'"):
         plan_mod.cached(cfg, cache_dir=tmp_path / "cache")
+
+
+def test_the_package_stamp_covers_every_file_but_byte_code(tmp_path):
+    from embedrobust.warm import code_stamp
+
+    for f in ("a.py", "schemas/params.schema.yaml", "__pycache__/a.cpython-311.pyc"):
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("0")
+    before = code_stamp(tmp_path, files="*")
+    (tmp_path / "__pycache__" / "a.cpython-311.pyc").write_text("byte code")
+    assert code_stamp(tmp_path, files="*") == before
+    (tmp_path / "schemas" / "params.schema.yaml").write_text("changed")
+    assert code_stamp(tmp_path, files="*") != before
+    assert code_stamp(tmp_path) == code_stamp(tmp_path, files="*.py")  # the warm server's stamp: sources only
 
 
 def test_reading_a_plan_back_imports_no_model_library(tiny_config, tmp_path):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -94,12 +93,6 @@ def resolve(config: dict, source: str = "params") -> dict:
     return json.loads(canonical_json(plan))
 
 
-def _package_stamp() -> list:
-    root = Path(__file__).resolve().parent
-    files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    return [(str(p.relative_to(root)), st.st_size, st.st_mtime_ns) for p in files for st in (p.stat(),)]
-
-
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -114,8 +107,10 @@ def _versions() -> dict[str, str]:
 
 def cache_key(config: dict) -> str:
     """The key of ``config``'s plan as things are now (see the module docstring for what it covers)."""
-    state = {"config": config, "package": _package_stamp(), "libraries": _versions(),
-             "python": [os.path.realpath(sys.executable), sys.prefix], "cwd": os.getcwd()}
+    from .warm import code_stamp, interpreter
+
+    state = {"config": config, "package": code_stamp(files="*"), "libraries": _versions(),
+             "python": interpreter(), "cwd": os.getcwd()}
     return hashlib.sha256(canonical_json(state).encode()).hexdigest()
 
 

@@ -58,12 +58,14 @@ READY_S = 120.0  # how long a job waits for a server that is still importing bef
 _HEADER = struct.Struct("!I")
 
 
-def code_stamp(package: Path | None = None) -> str:
-    """The state of the package's sources (default: embedrobust's): path, size and mtime of every file."""
+def code_stamp(package: Path | None = None, files: str = "*.py") -> str:
+    """The state of the package's files matching ``files`` (default: embedrobust's sources): path, size and mtime
+    of every one, byte code left out."""
     h = hashlib.sha256()
-    for p in sorted(Path(package or Path(__file__).resolve().parent).rglob("*.py")):
-        st = p.stat()
-        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    for p in sorted(Path(package or Path(__file__).resolve().parent).rglob(files)):
+        if p.is_file() and "__pycache__" not in p.parts:
+            st = p.stat()
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
