@@ -52,7 +52,7 @@ def stage_runs(root: Path) -> dict[str, tuple[list[str], str]]:
                  "models": {"m": {**CLIP, "arch": "no-such-arch"}}, "templates": "simple"},
     }
     expect = {"text": "no-such-arch"}
-    threaded = {"embed", "text", "metrics", "downstream"}  # Snakemake passes these --threads (workflow/rules)
+    threaded = {"embed", "text", "metrics", "downstream", "regression", "report"}  # given --threads (workflow/rules)
     return {s: ([s, *(["--threads", "1"] if s in threaded else []), "--stage-config", json.dumps(c), "--root",
                  str(root)], expect.get(s, str(root))) for s, c in cfgs.items()}
 

@@ -59,7 +59,7 @@ cfg = json.loads(sys.argv[sys.argv.index("--stage-config") + 1])["config"]
 config.dense_plan(cfg), config.task_attack_plan(cfg), config.family_options(cfg), config.all_models(cfg)
 """
 WATCHED = sorted(MODEL_LIBS | {"torch"})
-THREADED = {"metrics", "downstream"}  # Snakemake passes these --threads (workflow/rules)
+THREADED = {"metrics", "downstream", "regression", "report"}  # Snakemake passes these --threads (workflow/rules)
 
 
 def run_stage(stage: str, cfg: dict, root: Path) -> tuple[dict, str]:

@@ -10,6 +10,7 @@ import argparse
 import itertools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,8 @@ PLANNED = {"fetch_dense": "dense", "dense": "dense", "task_attack": "task_attack
 # Stages that compute without torch (numpy, scikit-learn, statsmodels, matplotlib): --threads has nothing to set
 # there, and importing torch to set it would add seconds to every such job.
 NO_TORCH = {"downstream", "regression", "report"}
+# Stages that split their work over forked worker processes (embedrobust.forked): --threads is their number.
+WORKERS = {"regression", "report"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +38,11 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--stage-config", help="JSON stage config (as Snakemake passes it); overrides --params")
         s.add_argument("--root", type=Path, default=Path("."), help="project root holding data/ (default: .)")
         s.add_argument("--no-progress", action="store_true", help="no progress bar")
-        s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+        if stage in WORKERS:
+            s.add_argument("--threads", type=int, default=0, help="worker processes (default: every CPU this "
+                                                                   "process may use; the output does not depend on it)")
+        else:
+            s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
         if stage in PER_DATASET | PER_MODEL:
             s.add_argument("--dataset", help="dataset name (a key of params datasets, or of dense.datasets for the "
                                              "dense stages)")
@@ -129,8 +136,12 @@ def _run_stage(args) -> None:
     for cfg in cfgs:
         if args.command == "embed":
             stages.embed(cfg, args.root, progress=not args.no_progress)
-        elif args.command == "report":
-            stages.report(cfg, args.root, args.out)
+        elif args.command in WORKERS:
+            workers = args.threads or len(os.sched_getaffinity(0))
+            if args.command == "report":
+                stages.report(cfg, args.root, args.out, workers=workers)
+            else:
+                stages.regression(cfg, args.root, workers=workers)
         else:
             getattr(stages, args.command)(cfg, args.root)
 

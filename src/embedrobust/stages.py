@@ -299,12 +299,12 @@ def _write_task_table(df: pd.DataFrame, dataset: str, model: str, out: Path) -> 
     return out
 
 
-def regression(cfg: dict, root: Path) -> Path:
+def regression(cfg: dict, root: Path, workers: int = 1) -> Path:
     """Every model of one dataset -> data/regression/<dataset>/: the tables of
     :class:`embedrobust.regression.RegressionResult` as CSV (fits, binned, predictions, accuracy_drop, bootstrap,
     model_family, rank_correlation, panel_fits, seed_spread) and summary.json. All models at once: the
     cross-model tables, the image bootstrap (its resamples are shared by every model) and the spread across seeds
-    need them together."""
+    need them together. ``workers``: processes sharing the fits (the tables do not depend on it)."""
     from .regression import fit_all
 
     ds_name = cfg["dataset"]
@@ -315,17 +315,18 @@ def regression(cfg: dict, root: Path) -> Path:
         # a stage config written before the bootstrap existed carries no seed; 0 keeps the run reproducible
         log.warning("the regression stage config has no 'seed'; the image bootstrap uses seed 0")
         seed = 0
-    result = fit_all(rob, out, cfg["regression"], seed=int(seed), replicates=cfg.get("replicates"))
+    result = fit_all(rob, out, cfg["regression"], seed=int(seed), replicates=cfg.get("replicates"),
+                     workers=workers)
     target = regression_dir(root, ds_name)
     target.mkdir(parents=True, exist_ok=True)
     result.save(target)
     return target
 
 
-def report(cfg: dict, root: Path, out: Path) -> Path:
+def report(cfg: dict, root: Path, out: Path, workers: int = 1) -> Path:
     from .report import build_report
 
-    return build_report(cfg, root, out)
+    return build_report(cfg, root, out, workers=workers)
 
 
 def _plain(obj):

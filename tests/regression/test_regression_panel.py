@@ -1,5 +1,6 @@
 """Cross-model analysis: per (model, family) drops, rank correlations, fixed-effects and mixed models."""
 
+import json
 import numpy as np
 import pandas as pd
 import pytest
@@ -78,3 +79,13 @@ def test_mixed_model_converges_on_a_random_intercept_and_says_so(panel):
     assert mixed["converged"], mixed["note"]
     assert mixed["slope_ci_low"] < 40 < mixed["slope_ci_high"] and mixed["group_var"] > 0
     assert res.summary["panel_slopes_points_per_unit"]["knn"]["divergence_radius"]["mixedlm"]["converged"]
+
+
+def test_the_tables_do_not_depend_on_the_number_of_worker_processes(panel):
+    """fit_all splits its per-(model, task) fits, bootstraps and panel fits over forked workers."""
+    tables = panel.tables(R, 40 * np.asarray(R))
+    one, two = fit_all(*tables, CFG, workers=1), fit_all(*tables, CFG, workers=2)
+    for name in ("fits", "binned", "predictions", "accuracy_drop", "bootstrap", "model_family", "rank_correlation",
+                 "panel_fits"):
+        pd.testing.assert_frame_equal(getattr(one, name), getattr(two, name), check_exact=True)
+    assert json.dumps(one.summary, sort_keys=True, default=str) == json.dumps(two.summary, sort_keys=True, default=str)

@@ -15,6 +15,8 @@ rule regression:
         seed_spread="data/regression/{dataset}/seed_spread.csv",
     params:
         cfg=stage_json("regression"),
+    # worker processes sharing the fits (embedrobust.forked); the output does not depend on their number
+    threads: workflow.cores
     log:
         "logs/regression/{dataset}.log",
     benchmark:
@@ -22,4 +24,4 @@ rule regression:
     conda:
         "../envs/embedrobust.yaml"
     shell:
-        "python -m embedrobust regression --stage-config {params.cfg:q} > {log} 2>&1"
+        "python -m embedrobust regression --threads {threads} --stage-config {params.cfg:q} > {log} 2>&1"

@@ -20,6 +20,8 @@ rule report:
                        labels={"figure": "{name}"}),
     params:
         cfg=stage_json("report"),
+    # worker processes converting the figures (embedrobust.forked); the output does not depend on their number
+    threads: workflow.cores
     log:
         "logs/report.log",
     benchmark:
@@ -27,4 +29,4 @@ rule report:
     conda:
         "../envs/embedrobust.yaml"
     shell:
-        "python -m embedrobust report --stage-config {params.cfg:q} --out {output.pdf} > {log} 2>&1"
+        "python -m embedrobust report --threads {threads} --stage-config {params.cfg:q} --out {output.pdf} > {log} 2>&1"

@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from embedrobust.errors import ConfigError, DataError, unknown_name
+from embedrobust.forked import ForkPool
 from embedrobust.regression.bootstrap import (
     binned_line, cluster_counts, line_fit, percentile_ci, weighted_bins, weighted_line_r2,
 )
@@ -230,8 +231,34 @@ def _cluster_codes(outcomes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return ids
 
 
+def _fit_group(base: dict, g_img: pd.DataFrame, g_rows: pd.DataFrame, g_lvl: pd.DataFrame, metrics: list[str],
+               logit: bool, ci: float, nb: int, mb: int) -> tuple[list, list, list]:
+    """One (dataset, model, task)'s fits (rows), binned points (frames) and held-out predictions (rows), every
+    metric and family: the image, bin and level fits of :func:`fit_all`."""
+    fits, binned, preds = [], [], []
+    for m in metrics:
+        for fam, sub in _family_subsets(g_img):
+            ident = {**base, "metric": m, "family": fam}
+            fits.append(_fit_row(ident, "image", "ols", fit_ols(sub[m], sub["performance"], ci,
+                                                                groups=sub["image"])))
+            if logit:
+                r = g_rows if fam == POOLED else g_rows[g_rows["family"] == fam]
+                fits.append(_fit_row(ident, "image", "logit", fit_logit(r[m], r["correct"], ci,
+                                                                        groups=r["image"])))
+            b = bin_points(sub[m], sub["performance"], nb, mb)
+            binned.append(b.assign(**ident)[list(ident) + list(b.columns)])
+            k = b[b["kept"]]
+            fits.append(_fit_row(ident, "bin", "ols", fit_ols(k["x_mean"], k["accuracy"], ci, AGGREGATED_COV)))
+        fits.append(
+            _fit_row({**base, "metric": m, "family": POOLED}, "level", "ols",
+                     fit_ols(g_lvl[m], g_lvl["accuracy"], ci, AGGREGATED_COV))
+        )
+        preds.extend(_held_out(base, m, g_img, g_lvl, ci, nb, mb))
+    return fits, binned, preds
+
+
 def fit_all(robustness: pd.DataFrame, outcomes: pd.DataFrame, cfg: dict, seed: int = 0,
-            replicates: dict | None = None) -> RegressionResult:
+            replicates: dict | None = None, workers: int = 1) -> RegressionResult:
     """Fit performance on robustness for every (dataset, model, task, metric, family), predict held-out families,
     bootstrap the headline statistics over images and compare models.
 
@@ -240,7 +267,8 @@ def fit_all(robustness: pd.DataFrame, outcomes: pd.DataFrame, cfg: dict, seed: i
     with dataset and model columns; ``cfg``: the ``regression`` params section (or the dict holding it);
     ``seed``: the study seed, which fixes the bootstrap resamples; ``replicates``: model name -> (the model it
     repeats, its seed) for seed replicates (``config.replicates``), which are fitted like any model, summarised
-    across seeds in ``seed_spread`` and left out of the cross-model comparison. Accuracies are fractions in
+    across seeds in ``seed_spread`` and left out of the cross-model comparison; ``workers``: processes sharing the
+    per-(model, task) fits and bootstraps (:mod:`embedrobust.forked`; the result does not depend on it). Accuracies are fractions in
     [0, 1]; columns ending in ``_points`` are percentage points.
     """
     from embedrobust.regression import panel
@@ -285,27 +313,22 @@ def fit_all(robustness: pd.DataFrame, outcomes: pd.DataFrame, cfg: dict, seed: i
     rows_by = dict(iter(rows.groupby(gk, sort=True)))
     lvl_by = dict(iter(lvl.groupby(gk, sort=True)))
     fits, binned, preds = [], [], []
-    for gvals, g_img in img.groupby(gk, sort=True):
-        base = dict(zip(gk, gvals))
-        g_rows, g_lvl = rows_by[gvals], lvl_by[gvals]
-        for m in metrics:
-            for fam, sub in _family_subsets(g_img):
-                ident = {**base, "metric": m, "family": fam}
-                fits.append(_fit_row(ident, "image", "ols", fit_ols(sub[m], sub["performance"], ci,
-                                                                    groups=sub["image"])))
-                if cfg["logit"]:
-                    r = g_rows if fam == POOLED else g_rows[g_rows["family"] == fam]
-                    fits.append(_fit_row(ident, "image", "logit", fit_logit(r[m], r["correct"], ci,
-                                                                            groups=r["image"])))
-                b = bin_points(sub[m], sub["performance"], nb, mb)
-                binned.append(b.assign(**ident)[list(ident) + list(b.columns)])
-                k = b[b["kept"]]
-                fits.append(_fit_row(ident, "bin", "ols", fit_ols(k["x_mean"], k["accuracy"], ci, AGGREGATED_COV)))
-            fits.append(
-                _fit_row({**base, "metric": m, "family": POOLED}, "level", "ols",
-                         fit_ols(g_lvl[m], g_lvl["accuracy"], ci, AGGREGATED_COV))
-            )
-            preds.extend(_held_out(base, m, g_img, g_lvl, ci, nb, mb))
+    pool = ForkPool(workers)
+    if pool.workers > 1:  # imported once here, not again in every child (the fits import them lazily)
+        import scipy.stats  # noqa: F401
+        import statsmodels.api  # noqa: F401
+        import statsmodels.formula.api  # noqa: F401
+        import statsmodels.stats.diagnostic  # noqa: F401
+        import statsmodels.stats.stattools  # noqa: F401
+    with pool:
+        pieces = [pool.submit(_fit_group, dict(zip(gk, gvals)), g_img, rows_by[gvals], lvl_by[gvals], metrics,
+                              bool(cfg["logit"]), ci, nb, mb, what=f"the fits of {gvals}")
+                  for gvals, g_img in img.groupby(gk, sort=True)]
+        for piece in pieces:
+            f, b, p = piece.result()
+            fits.extend(f)
+            binned.extend(b)
+            preds.extend(p)
 
     fits_df = pd.DataFrame(fits)[gk + ["metric", "family", "granularity", "estimator"] + FIT_STATS]
     binned_df = pd.concat(binned, ignore_index=True)
@@ -332,9 +355,12 @@ def fit_all(robustness: pd.DataFrame, outcomes: pd.DataFrame, cfg: dict, seed: i
         cubes[gvals] = build_cube(out_by[gvals], crow_by[gvals], rob_by[gvals[:-1]], metrics, len(codes))
     boot_rows = []
     meta = {"n_boot": n_boot, "ci_level": ci, "seed": int(seed)}
-    for gvals, cube in cubes.items():
+    with pool:
+        resampled = [(gvals, pool.submit(_resampled_stats, cube, metrics, weights, nb, mb,
+                                         what=f"the bootstrap of {gvals}")) for gvals, cube in cubes.items()]
+        resampled = [(gvals, piece.result()) for gvals, piece in resampled]
+    for gvals, stats in resampled:
         base = dict(zip(gk, gvals))
-        stats = _resampled_stats(cube, metrics, weights, nb, mb)
         for (stat, metric, gran), reps in stats.items():
             boot_rows.append({**base, "statistic": stat, "metric": metric, "granularity": gran,
                               "estimate": reps[0], **percentile_ci(reps[1:], ci), **meta})
@@ -344,7 +370,8 @@ def fit_all(robustness: pd.DataFrame, outcomes: pd.DataFrame, cfg: dict, seed: i
 
     replicates = {str(k): (str(v[0]), int(v[1])) for k, v in (replicates or {}).items()}
     at = keys.index("model")
-    cross = panel.cross_model({g: c for g, c in cubes.items() if g[at] not in replicates}, keys, metrics, weights, ci)
+    cross = panel.cross_model({g: c for g, c in cubes.items() if g[at] not in replicates}, keys, metrics, weights, ci,
+                                workers=workers)
     drop_df = accuracy_drop(outcomes, keys, lvl, metrics)
     drop_df = drop_df.merge(cross.level_drops, on=gk + ["family", "level"], how="left")
     summary = _summary(fits_df, pred_df, drop_df, keys, outcome, metrics)

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from embedrobust.forked import ForkPool
 from embedrobust.regression.bootstrap import kendall_tau_b, percentile_ci, spearman
 from embedrobust.regression.cube import Cube
 
@@ -80,9 +81,11 @@ def _replicates(cube: Cube, metrics: list[str], w: np.ndarray) -> dict:
             "rob": rob}
 
 
-def cross_model(cubes: dict, keys: list[str], metrics: list[str], w: np.ndarray, ci: float) -> CrossModel:
+def cross_model(cubes: dict, keys: list[str], metrics: list[str], w: np.ndarray, ci: float,
+                workers: int = 1) -> CrossModel:
     """``cubes``: {(dataset?, model, task): Cube}; ``keys`` the model keys ([dataset,] model); ``w`` (1 + B, n)
-    counts with row 0 all ones. Returns the tables of the module docstring."""
+    counts with row 0 all ones; ``workers``: processes sharing the panel fits (the tables do not depend on it).
+    Returns the tables of the module docstring."""
     gk = keys + ["task"]
     reps = {g: _replicates(c, metrics, w) for g, c in cubes.items()}
     level, fam_rows = [], []
@@ -112,11 +115,15 @@ def cross_model(cubes: dict, keys: list[str], metrics: list[str], w: np.ndarray,
     by_task: dict = {}
     for g in sorted(cubes):
         by_task.setdefault(g[:-2] + g[-1:], []).append(g)
-    for tk, groups in by_task.items():
-        base = dict(zip([k for k in keys if k != "model"] + ["task"], tk))
-        corr.extend(_rank_rows(base, groups, cubes, reps, metrics, ci, w.shape[0] - 1))
-        for m in metrics:
-            fits.extend(_panel_rows(base, groups, cubes, reps, m, ci))
+    pieces = []
+    with ForkPool(workers) as pool:
+        for tk, groups in by_task.items():
+            base = dict(zip([k for k in keys if k != "model"] + ["task"], tk))
+            corr.extend(_rank_rows(base, groups, cubes, reps, metrics, ci, w.shape[0] - 1))
+            pieces.extend(pool.submit(_panel_rows, base, groups, cubes, reps, m, ci, what=f"the panel fit of {m}")
+                          for m in metrics)
+        for piece in pieces:
+            fits.extend(piece.result())
     return CrossModel(level_df, fam_df, pd.DataFrame(corr), pd.DataFrame(fits))
 
 

@@ -478,8 +478,9 @@ def _provenance(doc: Report, ctx: dict, config_path: str, config_sha: str) -> No
 
 
 # -- the report -----------------------------------------------------------------------------------------------
-def build_report(cfg: dict, root: Path, out: Path) -> Path:
-    """Write the PDF at ``out`` and, beside it, metrics.json, config.resolved.yaml and figures/."""
+def build_report(cfg: dict, root: Path, out: Path, workers: int = 1) -> Path:
+    """Write the PDF at ``out`` and, beside it, metrics.json, config.resolved.yaml and figures/. ``workers``:
+    processes converting figures (the bytes do not depend on it)."""
     from ..config import dense_plan
     from ..embed import open_store
     from ..regression.fit import regression_config
@@ -523,7 +524,7 @@ def build_report(cfg: dict, root: Path, out: Path) -> Path:
         "worst": worst_case_table(rob, outcomes, task_attack), "fig_avr": {},
     }
 
-    doc = Report(ctx["title"])
+    doc = Report(ctx["title"], workers=workers)
     _summary_section(doc, ctx)
     doc.heading("Models compared")
     for ds in datasets:

@@ -31,6 +31,7 @@ from reportlab.platypus import (
 )
 from reportlab.platypus.tableofcontents import TableOfContents
 
+from ..forked import ForkPool
 from . import formatting as F
 
 PAGE_W, PAGE_H = A4
@@ -135,6 +136,12 @@ def svg_drawing(svg: bytes, max_w: float = TEXT_W, max_h: float = TEXT_H * 0.9):
     return d
 
 
+def _converted(fig, max_h: float) -> tuple[bytes, object]:
+    """A figure's SVG and its drawing (one piece of :class:`ForkPool` work)."""
+    svg = figure_svg(fig)
+    return svg, svg_drawing(svg, TEXT_W, max_h)
+
+
 class _Heading(Paragraph):
     """A heading that marks its page for the contents, the PDF outline and in-document links."""
 
@@ -179,8 +186,14 @@ class Report:
     a figure becomes a numbered figure of the current section, its suptitle the caption.
     """
 
-    def __init__(self, title: str, footer: str | None = None):
+    def __init__(self, title: str, footer: str | None = None, workers: int = 1):
         register_fonts()
+        # figures are converted (SVG, then svglib) in forked workers while the next one is drawn: the conversion
+        # is most of a figure's cost, and the story takes each drawing, in order, when the report is built
+        self._pool = ForkPool(workers)
+        if self._pool.workers > 1:
+            import svglib.svglib  # noqa: F401 (imported once here, not again in every worker)
+        self._pending: list[tuple] = []  # (handle, the figure's block, its slot there, index in figures)
         self.title = title
         self.footer = footer or title
         self.st = _styles()
@@ -268,14 +281,25 @@ class Report:
     def figure(self, fig, caption: str, name: str | None = None, max_height: float = TEXT_H * 0.86,
                markup: bool = False) -> None:
         """A numbered figure with its caption below, kept on one page; also kept as SVG for reports/figures/."""
-        svg = figure_svg(fig)
         self.n_figures += 1
         stem = f"{self.n_figures:02d}_{slug(name or caption)}"
-        self.figures.append((self.section, stem, svg))
-        drawing = svg_drawing(svg, TEXT_W, max_height)
+        handle = self._pool.submit(_converted, fig, max_height, what=f"figure {self.n_figures} ({stem})")
+        self.figures.append((self.section, stem, b""))  # its SVG once converted (:meth:`finish_figures`)
         body = caption if markup else escape(caption)
         cap = Paragraph(f"<b>Figure {self.n_figures}.</b> {body}", self.st["caption"])
-        self._keep([drawing, Spacer(1, 3), cap])
+        slot = Spacer(0, 0)  # stands for the drawing until it is converted (a heading may go before it)
+        block = [slot, Spacer(1, 3), cap]
+        self._pending.append((handle, block, slot, len(self.figures) - 1))
+        self._keep(block)
+
+    def finish_figures(self) -> None:
+        """Put every converted figure in its place: its drawing in the story, its SVG in ``figures``."""
+        for handle, block, slot, k in self._pending:
+            svg, drawing = handle.result()
+            block[next(i for i, x in enumerate(block) if x is slot)] = drawing
+            self.figures[k] = (*self.figures[k][:2], svg)
+        self._pending.clear()
+        self._pool.close()
 
     def savefig(self, fig, **_) -> None:
         sup = getattr(fig, "_suptitle", None)
@@ -325,6 +349,7 @@ class Report:
 
     # -- output -----------------------------------------------------------------------------------------------
     def build(self, out: Path) -> None:
+        self.finish_figures()
         doc = _Template(str(out), self.footer, title=self.title, author="embedrobust", subject=self.title,
                         creator="embedrobust report")
         doc.multiBuild(list(self.story))
