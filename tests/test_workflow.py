@@ -112,3 +112,39 @@ def test_dvc_reruns_only_the_stages_that_read_the_regression_params(project):
         dry = run(["dvc", "repro", "--dry"], project).stdout
     # text_robustness fits its own regression (zero-shot accuracy on text robustness) with the same settings
     assert set(re.findall(r"Running stage '(\w+)'", dry)) == {"regression", "text_robustness", "report"}, dry
+
+
+def test_the_light_stages_give_the_same_bytes_on_two_threads_as_the_workflow_on_one(project, tmp_path):
+    """Snakemake runs metrics, downstream, text and task_attack on half the cores (LIGHT_THREADS in
+    workflow/rules/common.smk: 1 of the project's 2), so that two run side by side: their outputs must not
+    depend on the thread count. Each stage runs again here on 2 threads, every other stage's data linked in."""
+    import torch
+
+    from embedrobust import stages
+    from embedrobust.config import all_models, load_params, stage_config
+
+    config = load_params(project / "params.yaml", root=project)
+    paths = {"metrics": stages.metrics_path, "downstream": stages.downstream_path, "text": stages.text_path,
+             "task_attack": stages.task_attack_path}
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for stage, path in paths.items():
+            root = tmp_path / stage
+            (root / "data").mkdir(parents=True)
+            out_dir = path(project, "d", "m").parent.parent.name  # data/<out_dir>/<dataset>/<model>.<ext>
+            for d in (project / "data").iterdir():
+                if d.name != out_dir:
+                    (root / "data" / d.name).symlink_to(d)
+            checked = 0
+            for model in all_models(config):
+                cfg = stage_config(config, stage, dataset="digits", model=model)
+                if cfg is None:  # text: CLIP models only
+                    continue
+                getattr(stages, stage)(json.loads(json.dumps(cfg)), root)
+                ours, theirs = path(root, "digits", model), path(project, "digits", model)
+                assert ours.read_bytes() == theirs.read_bytes(), f"{stage} {model}: other bytes on 2 threads"
+                checked += 1
+            assert checked, stage
+    finally:
+        torch.set_num_threads(before)

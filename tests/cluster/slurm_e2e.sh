@@ -133,14 +133,15 @@ EOF
 LOCAL_PID=$!
 PIDS+=("$LOCAL_PID")
 
-# The same threads as the local run (bytes of multi-threaded BLAS may depend on the thread count), and requests
-# this one node can grant.
+# The same threads as the local run (bytes of multi-threaded BLAS may depend on the thread count: embed's 2, the
+# light stages' 1 of LIGHT_THREADS), and requests this one node can grant. Regression and report get 1 worker
+# process here against the local run's 2: their bytes must not depend on it.
 cd "$WORK/slurm"
 T_SLURM=$(date +%s)
 snakemake reports/final.pdf --workflow-profile workflow/profiles/slurm --slurm-status-command squeue --slurm-no-account \
     --slurm-init-seconds-before-status-checks 1 --latency-wait 5 --jobs 4 --cores 2 \
     --default-resources mem_mb=1000 runtime=10 \
-    --set-threads fetch=1 embed=2 text=2 metrics=2 downstream=2 regression=1 report=1 \
+    --set-threads fetch=1 embed=2 text=1 metrics=1 downstream=1 regression=1 report=1 \
     --set-resources embed:mem_mb=1000 fetch:mem_mb=1000 text:mem_mb=1000 metrics:mem_mb=1000 \
     downstream:mem_mb=1000 regression:mem_mb=1000 report:mem_mb=1000 >"$WORK/slurm.log" 2>&1 \
     || { tail -40 "$WORK/slurm.log"; find .snakemake/slurm_logs -name '*.log' -exec tail -20 {} +

@@ -55,7 +55,7 @@ rule task_attack:
         model=_alternatives(TASK_ATTACK["models"]),
     params:
         cfg=stage_json("task_attack"),
-    threads: workflow.cores
+    threads: LIGHT_THREADS
     resources:
         mem_mb=8000,
         gpu=lambda wc: 0 if config.get("device", "auto") == "cpu" else 1,

@@ -31,6 +31,12 @@ TASK_ATTACK = PLAN["task_attack"]
 TEXT_ROBUSTNESS = PLAN["text_robustness"]
 
 
+# Threads of the stages whose jobs are small (metrics, downstream, text, text_robustness, task_attack): half the
+# cores, so two of them run side by side. Their numpy / torch work gains little from a second thread, and their
+# bytes do not depend on the thread count (tested); embed, finetune and dense keep every core.
+LIGHT_THREADS = max(1, workflow.cores // 2)
+
+
 def _alternatives(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"  # (?!) never matches: no names, no jobs
 

@@ -5,7 +5,7 @@ rule downstream:
         "data/downstream/{dataset}/{model}.parquet",
     params:
         cfg=stage_json("downstream"),
-    threads: workflow.cores
+    threads: LIGHT_THREADS
     log:
         "logs/downstream/{dataset}/{model}.log",
     benchmark:

@@ -31,7 +31,7 @@ rule text:
         "data/text/{dataset}/{model}.npz",
     params:
         cfg=stage_json("text"),
-    threads: workflow.cores
+    threads: LIGHT_THREADS
     log:
         "logs/text/{dataset}/{model}.log",
     benchmark:

@@ -5,7 +5,7 @@ rule metrics:
         "data/metrics/{dataset}/{model}.parquet",
     params:
         cfg=stage_json("metrics"),
-    threads: workflow.cores
+    threads: LIGHT_THREADS
     log:
         "logs/metrics/{dataset}/{model}.log",
     benchmark:

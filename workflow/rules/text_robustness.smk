@@ -17,7 +17,7 @@ rule text_robustness:
         model=_alternatives(TEXT_ROBUSTNESS["models"]),
     params:
         cfg=stage_json("text_robustness"),
-    threads: workflow.cores
+    threads: LIGHT_THREADS
     resources:
         mem_mb=8000,
         gpu=lambda wc: 0 if config.get("device", "auto") == "cpu" else 1,
