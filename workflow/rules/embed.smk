@@ -9,6 +9,8 @@ rule embed:
         "data/embeddings/{dataset}/{model}.zarr/zarr.json",
     params:
         cfg=stage_json("embed"),
+    # early: a store gates every stage of its model; the small jobs after it then pair up on the cores
+    priority: 1
     threads: workflow.cores
     resources:
         mem_mb=8000,

@@ -10,6 +10,9 @@ rule finetune:
         model=_alternatives(FINETUNED),
     params:
         cfg=stage_json("finetune"),
+    # first: each fine-tuned model gates its own embed and everything after it (priorities order, never change,
+    # what runs)
+    priority: 2
     threads: workflow.cores
     resources:
         mem_mb=8000,
