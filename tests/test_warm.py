@@ -29,7 +29,7 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("warm")
     sock, log = str(tmp / "s.sock"), tmp / "warm.log"
     env = _env(**{warm.ENV_SOCKET: sock})
-    proc = subprocess.Popen([sys.executable, "-m", "embedrobust.warm", "--socket", sock, "--log", str(log),
+    proc = subprocess.Popen([sys.executable, "-m", "embedrobust", "warm", "--socket", sock, "--log", str(log),
                              "--parent", str(os.getpid())], env=env)
     deadline = time.monotonic() + 120
     while "listening" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
@@ -124,7 +124,7 @@ def test_stopping_the_job_stops_its_child(server, tmp_path, tiny_config):
 def test_the_server_stops_when_the_workflow_process_is_gone(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     sock, log = str(tmp_path / "s.sock"), tmp_path / "warm.log"
-    proc = subprocess.Popen([sys.executable, "-m", "embedrobust.warm", "--socket", sock, "--log", str(log),
+    proc = subprocess.Popen([sys.executable, "-m", "embedrobust", "warm", "--socket", sock, "--log", str(log),
                              "--parent", str(parent.pid)], env=_env())
     deadline = time.monotonic() + 120
     while "listening" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:

@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     sh.add_argument("--configfile", type=Path, nargs="+", help="the run's --configfile files (default: params.yaml)")
     sh.add_argument("--root", type=Path, default=Path("."), help="project root (default: .)")
     sh.add_argument("--no-push", action="store_true", help="record dvc.lock only")
+    w = sub.add_parser("warm", help="serve the stage jobs of a local workflow run from one warm interpreter (the "
+                                    "Snakefile starts it; see embedrobust.warm)")
+    w.add_argument("--socket", required=True, help="Unix socket to listen on")
+    w.add_argument("--parent", type=int, default=None, help="exit when this process is gone")
+    w.add_argument("--idle", type=float, default=None, help="exit after this many seconds without a request")
+    w.add_argument("--log", default=None, help="the server's log file (default: stderr)")
     return p
 
 
@@ -194,6 +200,12 @@ def main(argv: list[str] | None = None, warm: bool = True) -> int:
             from .share import share
 
             share(args.root, args.configfile, push=not args.no_push)
+        elif args.command == "warm":
+            from . import warm as _warm
+
+            # the server's children run each job's command line through this CLI, without the server
+            _warm.serve(args.socket, args.parent, args.idle or _warm.IDLE_S, args.log,
+                        run=lambda job_argv: main(job_argv, warm=False))
         else:
             _run_stage(args)
     except EmbedRobustError as exc:

@@ -521,8 +521,12 @@ def replicates(config: dict) -> dict[str, tuple[str, int]]:
     extra = seeds(config)[1:]
     if not extra:
         return {}
-    primaries = [*config["models"], *_finetune_sweep(config)]
-    return {replicate_name(m, s): (m, s) for m in primaries for s in extra}
+    return {replicate_name(m, s): (m, s) for m in _primaries(config) for s in extra}
+
+
+def _primaries(config: dict) -> list[str]:
+    """The models seeds repeat: those of ``models`` and the fine-tuning sweep."""
+    return [*config["models"], *_finetune_sweep(config)]
 
 
 def model_seed(config: dict, model: str | None) -> int:
@@ -544,7 +548,7 @@ def _check_seeds(cfg: dict) -> None:
         raise ConfigError(f"seeds: {listed} must begin with the study seed ({cfg['seed']}), which is the primary run "
                           f"and keeps the plain model names; write seeds: {[cfg['seed'], *listed]} or set "
                           f"seed: {listed[0]}")
-    primaries = [*cfg["models"], *_finetune_sweep(cfg)]
+    primaries = set(_primaries(cfg))
     for name in replicates(cfg):
         if name in primaries:
             raise ConfigError(f"seeds: the replicate name {name!r} is already a model's name; rename that model "

@@ -24,6 +24,10 @@ class OfflineError(EmbedRobustError):
     """Something must be downloaded but the network or the hub is unavailable."""
 
 
+class AttackError(EmbedRobustError, ValueError):
+    """An attack was called with an invalid budget, option or input."""
+
+
 def unknown_name(kind: str, name: str, known: list[str]) -> UnknownNameError:
     """Build an error for an unknown registry name, suggesting the closest known ones."""
     import difflib

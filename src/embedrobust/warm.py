@@ -36,6 +36,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ENV_SOCKET = "EMBEDROBUST_WARM_SOCKET"  # set by the Snakefile for the jobs of a local run
@@ -196,9 +197,11 @@ def _preload(log) -> None:
     log(f"preloaded {len(PRELOAD)} modules in {time.monotonic() - t0:.1f} s")
 
 
-def _child(request: dict, fds: list[int], listener: socket.socket, conn: socket.socket, added: dict) -> None:
-    """In the forked child: become the job's process and run the stage; never returns. ``added``: the variables
-    the server's imports set, which the job's own imports would have set too."""
+def _child(request: dict, fds: list[int], listener: socket.socket, conn: socket.socket, added: dict,
+           run: Callable[[list[str]], int]) -> None:
+    """In the forked child: become the job's process and run the stage (``run``: the CLI on the job's argv);
+    never returns. ``added``: the variables the server's imports set, which the job's own imports would have set
+    too."""
     code = 1
     try:
         listener.close()
@@ -218,9 +221,7 @@ def _child(request: dict, fds: list[int], listener: socket.socket, conn: socket.
         tempfile.tempdir = None  # the job's TMPDIR, not the server's
         _apply_threads(request["env"])
         sys.argv = [sys.argv[0], *request["argv"]]
-        from .cli import main
-
-        code = main(request["argv"], warm=False)
+        code = run(request["argv"])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:  # a crash outside main's own handling: the job's stderr shows it, the job fails
@@ -251,8 +252,10 @@ def _apply_threads(env: dict) -> None:
         sys.modules["numexpr"].set_num_threads(int(n))
 
 
-def serve(path: str, parent: int | None = None, idle: float = IDLE_S, log_file: str | None = None) -> None:
-    """Preload, then fork one child per request on the Unix socket ``path`` until idle, stopped or orphaned."""
+def serve(path: str, parent: int | None = None, idle: float = IDLE_S, log_file: str | None = None, *,
+          run: Callable[[list[str]], int]) -> None:
+    """Preload, then fork one child per request on the Unix socket ``path`` until idle, stopped or orphaned; a
+    child runs ``run(argv)`` (``embedrobust warm`` passes the CLI, so that this module never imports it)."""
     out = open(log_file, "a", buffering=1) if log_file else sys.stderr  # noqa: SIM115 (lives as long as the server)
 
     def log(msg: str) -> None:
@@ -311,7 +314,7 @@ def serve(path: str, parent: int | None = None, idle: float = IDLE_S, log_file: 
                     continue
                 pid = os.fork()
                 if pid == 0:
-                    _child(request, fds, listener, conn, added)
+                    _child(request, fds, listener, conn, added, run)
                 for fd in fds:
                     os.close(fd)
                 children[pid] = conn
@@ -356,7 +359,7 @@ def start(project: Path, log_file: Path) -> str | None:
     os.environ[ENV_SOCKET] = path  # before the server starts: its environment must equal the jobs'
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "embedrobust.warm", "--socket", path, "--parent",
+        proc = subprocess.Popen([sys.executable, "-m", "embedrobust", "warm", "--socket", path, "--parent",
                                  str(os.getpid()), "--log", str(log_file)], stdin=subprocess.DEVNULL,
                                 stdout=err, stderr=err, start_new_session=True)
     _started[path] = proc
@@ -377,20 +380,3 @@ def stop(path: str | None) -> None:
 
 
 _started: dict = {}
-
-
-def _main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m embedrobust.warm", description=__doc__.split("\n")[0])
-    ap.add_argument("--socket", required=True)
-    ap.add_argument("--parent", type=int, default=None, help="exit when this process is gone")
-    ap.add_argument("--idle", type=float, default=IDLE_S, help="exit after this many seconds without a request")
-    ap.add_argument("--log", default=None)
-    args = ap.parse_args(argv)
-    serve(args.socket, args.parent, args.idle, args.log)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .pgd import AttackError
+from ..errors import AttackError
 
 
 def model_input(encoder, images: Tensor, dense: bool = False) -> Tensor:

@@ -20,17 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import EmbedRobustError
+from ..errors import AttackError
+from .features import patch_tokens, pooled_features
 
 EPS = 8 / 255
 STEPS = 20
 STEP_SIZE = 2 / 255
 
 Objective = Callable[[Tensor, int], Tensor]
-
-
-class AttackError(EmbedRobustError, ValueError):
-    """An attack was called with an invalid budget, option or input."""
 
 
 def _check(images: Tensor, eps: float, steps: int, step_size: float) -> None:
@@ -111,8 +108,6 @@ def embed_attack(
     Returns:
         (N, 3, H, W) adversarial images in [0, 1].
     """
-    from .features import patch_tokens, pooled_features
-
     if distance not in ("l2", "cosine"):
         raise AttackError(f"distance must be 'l2' or 'cosine', got {distance!r}")
     if tokens not in ("pooled", "patch"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .pgd import AttackError
+from ..errors import AttackError
 
 PALETTE = torch.tensor([
     [0.15, 0.15, 0.15],  # class 0: background

@@ -9,11 +9,12 @@ corruptions and the editing operations webp, rescale, crop_resize, rotate, sharp
 """
 
 from . import blur, codec, geometric, noise, photometric, weather  # noqa: F401  (registration side effects)
-from .presets import PRESETS, combined, preset
+from .presets import PRESETS, preset
 from .registry import (  # noqa: I001  (registry before the attack family, which registers into it)
     TABLES,
     Perturbation,
     PerturbationValueError,
+    combined,
     describe_registry,
     get_perturbation,
     interp_params,

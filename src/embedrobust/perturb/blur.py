@@ -20,11 +20,6 @@ def gaussian_kernel1d(sigma: float, truncate: float = 4.0, dtype=torch.float32, 
     return _ops.gaussian_kernel1d(sigma, truncate).to(dtype=dtype, device=device)
 
 
-def separable_blur(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Convolve each channel with ``kernel`` along H then W, edges replicated (scipy mode='nearest')."""
-    return _ops.correlate_separable(images, kernel, kernel, "nearest")
-
-
 @register(
     "gaussian_blur",
     param="Gaussian standard deviation sigma (pixels at 224 px)",

@@ -1,4 +1,4 @@
-"""Named sets of perturbation families and combined chains.
+"""Named sets of perturbation families (a chain of families, ``"a+b"``, is built by ``registry.combined``).
 
 ``PRESETS["paper9"]`` is our reading of the nine editing operations of seed 000 (Liu et al., arXiv
 2604.14973), whose Table 8 is not public. Its text names JPEG compression, brightness and contrast, and cites
@@ -14,11 +14,7 @@ ImageNet-C and cover its four groups:
 
 from __future__ import annotations
 
-import dataclasses
-
-import torch
-
-from .registry import Perturbation, PerturbationValueError, add, get_perturbation
+from ..errors import unknown_name
 
 PRESETS: dict[str, list[str]] = {
     "imagenet-c": [
@@ -41,47 +37,5 @@ PRESETS["imagenet-c-all"] = PRESETS["imagenet-c"] + PRESETS["imagenet-c-extra"]
 def preset(name: str) -> list[str]:
     """The family names of a preset (a copy)."""
     if name not in PRESETS:
-        from ..errors import unknown_name
-
         raise unknown_name("perturbation preset", name, list(PRESETS))
     return list(PRESETS[name])
-
-
-def combined(*names: str) -> Perturbation:
-    """Register (once) and return the chain ``"a+b+..."`` applying each family in order.
-
-    The chain's ``value`` is a continuous severity s in [0, 5]: each family is applied at its own value for
-    severity s (``Perturbation.value_at``; a severity-unit family gets s itself). s = 0 is the identity. One
-    generator feeds the families in order, so the chain is as reproducible as its parts.
-    """
-    if len(names) < 2:
-        raise PerturbationValueError("a combined perturbation needs at least two families, e.g. 'jpeg_compression+gaussian_blur'")
-    parts = [get_perturbation(n) for n in names]
-    name = "+".join(p.name for p in parts)
-
-    def fn(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
-        out = images
-        for p in parts:
-            out = p(out, value if p.unit == "severity" else p.value_at(value), generator)
-        return out
-
-    return add(
-        Perturbation(
-            name=name,
-            fn=fn,
-            param="severity in [0, 5] applied to every part",
-            severities=(1.0, 2.0, 3.0, 4.0, 5.0),
-            identity=0.0,
-            random=any(p.random for p in parts),
-            reference="chain of " + ", ".join(p.name for p in parts),
-            description="Applies " + ", then ".join(p.name for p in parts) + " at the same severity.",
-            tags=("combined",),
-            unit="severity",
-            bounds=(0.0, 5.0),
-        )
-    )
-
-
-def with_scale(p: Perturbation, scale: float) -> Perturbation:
-    """``p`` with its spatial scale replaced (no-op for families without pixel-unit parameters)."""
-    return dataclasses.replace(p, scale=scale) if p.spatial else p

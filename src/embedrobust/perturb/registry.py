@@ -254,16 +254,49 @@ def add(p: Perturbation) -> Perturbation:
 def get_perturbation(name: str) -> Perturbation:
     """The registered perturbation ``name``; an unknown name raises one error that lists the known ones.
 
-    A name ``"a+b"`` of registered families is built on demand as their combined chain (see ``presets.combined``).
+    A name ``"a+b"`` of registered families is built on demand as their combined chain (see :func:`combined`).
     """
     try:
         return _REGISTRY[name]
     except KeyError:
         if "+" in name:
-            from .presets import combined
-
             return combined(*name.split("+"))
         raise unknown_name("perturbation", name, list(_REGISTRY)) from None
+
+
+def combined(*names: str) -> Perturbation:
+    """Register (once) and return the chain ``"a+b+..."`` applying each family in order.
+
+    The chain's ``value`` is a continuous severity s in [0, 5]: each family is applied at its own value for
+    severity s (``Perturbation.value_at``; a severity-unit family gets s itself). s = 0 is the identity. One
+    generator feeds the families in order, so the chain is as reproducible as its parts.
+    """
+    if len(names) < 2:
+        raise PerturbationValueError("a combined perturbation needs at least two families, e.g. 'jpeg_compression+gaussian_blur'")
+    parts = [get_perturbation(n) for n in names]
+    name = "+".join(p.name for p in parts)
+
+    def fn(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
+        out = images
+        for p in parts:
+            out = p(out, value if p.unit == "severity" else p.value_at(value), generator)
+        return out
+
+    return add(
+        Perturbation(
+            name=name,
+            fn=fn,
+            param="severity in [0, 5] applied to every part",
+            severities=(1.0, 2.0, 3.0, 4.0, 5.0),
+            identity=0.0,
+            random=any(p.random for p in parts),
+            reference="chain of " + ", ".join(p.name for p in parts),
+            description="Applies " + ", then ".join(p.name for p in parts) + " at the same severity.",
+            tags=("combined",),
+            unit="severity",
+            bounds=(0.0, 5.0),
+        )
+    )
 
 
 def list_perturbations() -> list[str]:
