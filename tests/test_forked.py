@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from embedrobust.forked import ChildError, ForkPool
+from embedrobust.forked import ChildError, ForkPool, usable_cpus
 
 
 def _square_and_pid(x):
@@ -57,3 +57,7 @@ def test_leaving_the_block_waits_for_every_child_and_removes_its_files():
         folder = pool._dir
     assert folder is not None and not os.path.exists(folder)
     assert [p.result()[0] for p in pieces] == [0, 1, 4]
+
+
+def test_usable_cpus_counts_at_least_one():
+    assert 1 <= usable_cpus() <= (os.cpu_count() or 1)

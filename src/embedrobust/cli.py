@@ -10,7 +10,6 @@ import argparse
 import itertools
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -143,7 +142,7 @@ def _run_stage(args) -> None:
         if args.command == "embed":
             stages.embed(cfg, args.root, progress=not args.no_progress)
         elif args.command in WORKERS:
-            workers = args.threads or len(os.sched_getaffinity(0))
+            workers = args.threads  # 0: every CPU the process may use (the stage counts them)
             if args.command == "report":
                 stages.report(cfg, args.root, args.out, workers=workers)
             else:

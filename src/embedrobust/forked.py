@@ -63,6 +63,11 @@ class _Forked:
         return value
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class ForkPool:
     """At most ``workers`` pieces at once, each in a forked child; use as a context manager.
 
@@ -71,7 +76,8 @@ class ForkPool:
     """
 
     def __init__(self, workers: int):
-        self.workers = max(1, int(workers or 1))
+        # no fork (Windows): every piece inline, as with one worker
+        self.workers = max(1, int(workers or 1)) if hasattr(os, "fork") else 1
         self._running: deque[_Forked] = deque()
         self._dir: str | None = None
         self._n = 0

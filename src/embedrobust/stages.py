@@ -304,7 +304,9 @@ def regression(cfg: dict, root: Path, workers: int = 1) -> Path:
     :class:`embedrobust.regression.RegressionResult` as CSV (fits, binned, predictions, accuracy_drop, bootstrap,
     model_family, rank_correlation, panel_fits, seed_spread) and summary.json. All models at once: the
     cross-model tables, the image bootstrap (its resamples are shared by every model) and the spread across seeds
-    need them together. ``workers``: processes sharing the fits (the tables do not depend on it)."""
+    need them together. ``workers``: processes sharing the fits (0: every usable CPU; the tables do not depend
+    on it)."""
+    from .forked import usable_cpus
     from .regression import fit_all
 
     ds_name = cfg["dataset"]
@@ -316,7 +318,7 @@ def regression(cfg: dict, root: Path, workers: int = 1) -> Path:
         log.warning("the regression stage config has no 'seed'; the image bootstrap uses seed 0")
         seed = 0
     result = fit_all(rob, out, cfg["regression"], seed=int(seed), replicates=cfg.get("replicates"),
-                     workers=workers)
+                     workers=workers or usable_cpus())
     target = regression_dir(root, ds_name)
     target.mkdir(parents=True, exist_ok=True)
     result.save(target)
@@ -324,9 +326,12 @@ def regression(cfg: dict, root: Path, workers: int = 1) -> Path:
 
 
 def report(cfg: dict, root: Path, out: Path, workers: int = 1) -> Path:
+    """reports/final.pdf and what goes beside it; ``workers``: processes converting figures (0: every usable
+    CPU; the bytes do not depend on it)."""
+    from .forked import usable_cpus
     from .report import build_report
 
-    return build_report(cfg, root, out, workers=workers)
+    return build_report(cfg, root, out, workers=workers or usable_cpus())
 
 
 def _plain(obj):
