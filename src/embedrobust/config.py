@@ -7,17 +7,13 @@ Every stage reads only its own subset of the config (``stage_config``). Snakemak
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import math
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from .core import CLEAN, Condition, canonical_json, sha256  # noqa: F401 (the config's names for them)
 from .errors import ConfigError
 
 SCHEMA_RESOURCE = "schemas/params.schema.yaml"
@@ -232,23 +228,6 @@ def load_params(path: str | Path | list[str | Path], root: str | Path | None = N
     return validate(read_configs(paths), source=" + ".join(str(p) for p in paths), root=root)
 
 
-@dataclass(frozen=True)
-class Condition:
-    """One cell of the perturbation grid. The clean condition has family 'clean' and value NaN."""
-
-    family: str
-    value: float
-
-    @property
-    def label(self) -> str:
-        return "clean" if self.family == "clean" else f"{self.family}@{self.value:g}"
-
-    @property
-    def is_clean(self) -> bool:
-        return self.family == "clean"
-
-
-CLEAN = Condition("clean", math.nan)
 
 
 def families(config: dict) -> dict[str, list[float]]:
@@ -474,7 +453,7 @@ def model_spec(config: dict, model: str) -> dict:
 
 
 def _finetuned_spec(config: dict, model: str, run: dict) -> dict:
-    from .stages import checkpoint_relpath
+    from .paths import checkpoint_relpath
 
     base = config["models"][run["base"]]
     if "replicate" in run:
@@ -653,7 +632,7 @@ def text_robustness_plan(config: dict) -> dict:
     means it does not run. ``embedrobust.textperturb.plan`` documents the section and checks it."""
     from .textperturb.plan import text_robustness_plan as plan
 
-    return plan(config)
+    return plan(config, all_models(config), list(families(config)), lambda names: with_replicates(config, names))
 
 
 # The sections each stage reads. Keeping this list the only place where it is written makes Snakemake's params
@@ -761,10 +740,3 @@ DVC_PARAMS = {
 }
 
 
-def canonical_json(obj: Any) -> str:
-    """Sorted-key, compact JSON: the same config always gives the same string."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
-
-
-def sha256(obj: Any) -> str:
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()

@@ -1,7 +1,7 @@
 """The pipeline's stages: each reads its inputs from artifacts, computes through the library, writes its outputs.
 
-This is the only module that knows artifact paths and formats; Snakemake rules and DVC stages reach it through
-the CLI. Outputs are written to a temporary name and renamed, so an interrupted stage never leaves a file that
+Artifact paths live in :mod:`embedrobust.paths`, formats here; Snakemake rules and DVC stages reach the stages
+through the CLI. Outputs are written to a temporary name and renamed, so an interrupted stage never leaves a file that
 looks finished.
 """
 
@@ -17,6 +17,29 @@ import numpy as np
 import pandas as pd
 
 from .config import conditions
+from .paths import (  # noqa: F401 (the stages' artifact paths, also reached as stages.<name>)
+    DECLARED_DIRS,
+    checkpoint_path,
+    checkpoint_relpath,
+    dataset_dir,
+    dense_dataset_dir,
+    dense_datasets_dir,
+    dense_dir,
+    dense_path,
+    downstream_path,
+    metrics_path,
+    models_dir,
+    regression_dir,
+    store_path,
+    task_attack_dir,
+    task_attack_path,
+    text_dir,
+    text_path,
+    text_robustness_dir,
+    text_robustness_path,
+    text_robustness_regression_dir,
+    text_robustness_store_path,
+)
 
 # Every stage runs in its own process and imports what it uses inside its function: the model libraries (torch,
 # torchvision, open_clip, timm) take seconds to import, which the stages that build no model should not pay.
@@ -24,94 +47,6 @@ from .config import conditions
 log = logging.getLogger(__name__)
 
 METRIC_BLOCK = 4096  # images per metrics batch: bounds memory at (block, K, D) float64
-
-
-# -- paths ---------------------------------------------------------------------------------------------------------
-def dataset_dir(root: Path, dataset: str) -> Path:
-    return root / "data" / "datasets" / dataset
-
-
-def store_path(root: Path, dataset: str, model: str) -> Path:
-    return root / "data" / "embeddings" / dataset / f"{model}.zarr"
-
-
-def models_dir(root: Path) -> Path:
-    return root / "data" / "models"
-
-
-def checkpoint_relpath(model: str) -> str:
-    """Weights of a fine-tuned model, relative to the project root (model specs carry this form)."""
-    return f"data/models/{model}/model.pt"
-
-
-def checkpoint_path(root: Path, model: str) -> Path:
-    return root / checkpoint_relpath(model)
-
-
-def text_dir(root: Path) -> Path:
-    return root / "data" / "text"
-
-
-def text_path(root: Path, dataset: str, model: str) -> Path:
-    return text_dir(root) / dataset / f"{model}.npz"
-
-
-def metrics_path(root: Path, dataset: str, model: str) -> Path:
-    return root / "data" / "metrics" / dataset / f"{model}.parquet"
-
-
-def downstream_path(root: Path, dataset: str, model: str) -> Path:
-    return root / "data" / "downstream" / dataset / f"{model}.parquet"
-
-
-def dense_datasets_dir(root: Path) -> Path:
-    return root / "data" / "dense_datasets"
-
-
-def dense_dataset_dir(root: Path, dataset: str) -> Path:
-    return dense_datasets_dir(root) / dataset
-
-
-def dense_dir(root: Path) -> Path:
-    return root / "data" / "dense"
-
-
-def dense_path(root: Path, dataset: str, model: str) -> Path:
-    return dense_dir(root) / dataset / f"{model}.parquet"
-
-
-def task_attack_dir(root: Path) -> Path:
-    return root / "data" / "task_attack"
-
-
-def task_attack_path(root: Path, dataset: str, model: str) -> Path:
-    return task_attack_dir(root) / dataset / f"{model}.parquet"
-
-
-def text_robustness_dir(root: Path) -> Path:
-    return root / "data" / "text_robustness"
-
-
-def text_robustness_store_path(root: Path, dataset: str, model: str) -> Path:
-    return text_robustness_dir(root) / dataset / f"{model}.zarr"
-
-
-def text_robustness_path(root: Path, dataset: str, model: str) -> Path:
-    return text_robustness_dir(root) / dataset / f"{model}.parquet"
-
-
-def text_robustness_regression_dir(root: Path, dataset: str, model: str) -> Path:
-    return text_robustness_dir(root) / dataset / f"{model}.regression"
-
-
-# The output directory dvc.yaml declares for stages that may have nothing to write (no CLIP model, nothing
-# fine-tuned, a section turned off): it must exist all the same.
-DECLARED_DIRS = {"text": text_dir, "finetune": models_dir, "fetch_dense": dense_datasets_dir, "dense": dense_dir,
-                 "task_attack": task_attack_dir, "text_robustness": text_robustness_dir}
-
-
-def regression_dir(root: Path, dataset: str) -> Path:
-    return root / "data" / "regression" / dataset
 
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -151,10 +86,11 @@ def finetune(cfg: dict, root: Path) -> Path:
 
 
 def embed(cfg: dict, root: Path, progress: bool = True) -> Path:
+    from .config import family_options
     from .embed import run_embed
 
     return run_embed(cfg, dataset_dir(root, cfg["dataset"]), store_path(root, cfg["dataset"], cfg["model"]), progress,
-                     root=root)
+                     root=root, conds=conditions(cfg), options=family_options(cfg))
 
 
 def _encoder(cfg: dict, root: Path):

@@ -12,7 +12,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("P
 
 from embedrobust.plan import cached as _cached_plan, job_key
 from embedrobust.config import canonical_json, stage_config
-from embedrobust.stages import checkpoint_relpath
+from embedrobust.paths import checkpoint_relpath
 
 # One validation, with one clear error (the schema is src/embedrobust/schemas/params.schema.yaml), resolved into the
 # plan once: the Snakefile is evaluated again by every dry run and every cluster job step, and those read the plan

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..config import Condition
+from ..core import Condition
 from ..downstream.classifiers import LinearProbe, fit_logistic, l2_normalise, select_c
 from .dense import LinearDepthHead, LinearSegHead, dense_forward
 from .features import features_and_tokens, pooled_features

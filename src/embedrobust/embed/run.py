@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..config import Condition, conditions, family_options, sha256
+from ..core import Condition, sha256
 from .store import ChunkedStoreWriter, StoreLayout, is_complete
 
 log = logging.getLogger(__name__)
@@ -102,11 +102,13 @@ def embed_conditions(
 
 
 def run_embed(stage_cfg: dict, dataset_dir: Path, out_path: Path, progress: bool = True,
-              root: Path | None = None) -> Path:
+              root: Path | None = None, *, conds: list[Condition], options: dict) -> Path:
     """Build the embedding store of one (dataset, model) at ``out_path``, resuming a killed run.
 
     Args:
         stage_cfg: ``config.stage_config(config, "embed", dataset, model)``.
+        conds: its perturbation grid (``config.conditions``), clean first; options: family -> keyword options
+            (``config.family_options``).
         dataset_dir: the fetched dataset (index.csv and images).
         out_path: the ``.zarr`` directory to publish.
         root: project root against which a relative model ``checkpoint`` resolves (default: the cwd). The
@@ -123,7 +125,6 @@ def run_embed(stage_cfg: dict, dataset_dir: Path, out_path: Path, progress: bool
     ds_cfg = stage_cfg["datasets"][ds_name]
     model_spec = resolved(stage_cfg["models"][model_name], root, seed)
     emb_cfg = stage_cfg["embed"]
-    conds = conditions(stage_cfg)
     device = resolve_device(stage_cfg.get("device", "auto"))
 
     index = read_index(dataset_dir)
@@ -161,7 +162,7 @@ def run_embed(stage_cfg: dict, dataset_dir: Path, out_path: Path, progress: bool
         ds_name, model_name, len(layout.image_ids), len(conds), len(pending), layout.n_chunks, device,
     )
 
-    perturbations = bind_perturbations(conds, encoder, family_options(stage_cfg))
+    perturbations = bind_perturbations(conds, encoder, options)
     size = layout.attrs["image_size"]
     dataset = ImageDataset(index, dataset_dir, size)
     batch = emb_cfg["batch_size"]

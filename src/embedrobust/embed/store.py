@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-from ..config import Condition
+from ..core import Condition
 
 # Variable-length strings have a Zarr v3 data type spec; fixed-width numpy '<U' strings do not (and warn).
 STR = np.dtypes.StringDType()

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..errors import ConfigError, UnknownNameError, unknown_name
@@ -58,10 +60,7 @@ def _families(spec: dict) -> dict[str, dict]:
     return out
 
 
-def _models(config: dict, names) -> list[str]:
-    from ..config import all_models, with_replicates
-
-    known = all_models(config)
+def _models(known: dict, names, replicated) -> list[str]:
     if names is None:
         return [m for m, spec in known.items() if has_text_tower(spec)]
     for name in names:
@@ -70,13 +69,10 @@ def _models(config: dict, names) -> list[str]:
         if not has_text_tower(known[name]):
             raise ConfigError(f"{SECTION}.models: {name!r} is a {known[name]['library']} model without a text tower; "
                               "list CLIP (open_clip) models only")
-    return with_replicates(config, names)  # a named model brings its seed replicates
+    return replicated(names)  # a named model brings its seed replicates
 
 
-def _cross(config: dict, entries, text_families: dict) -> list[dict]:
-    from ..config import families as image_families
-
-    grid = list(image_families(config))
+def _cross(grid: list[str], entries, text_families: dict) -> list[dict]:
     out = []
     for i, entry in enumerate(entries or []):
         where = f"{SECTION}.cross[{i}]"
@@ -95,10 +91,16 @@ def _cross(config: dict, entries, text_families: dict) -> list[dict]:
     return out
 
 
-def text_robustness_plan(config: dict) -> dict:
+def text_robustness_plan(config: dict, known_models: dict, image_grid: list[str],
+                         replicated: Callable[[list[str]], list[str]]) -> dict:
     """What the text_robustness stage evaluates: ``{"families": name -> {"levels": [...], "options": {...}},
     "datasets": [...], "models": [...], "cross": [{"image": family, "text": family}, ...]}``. No families (no
     section, or ``families: {}``) means no stage runs (``models`` is empty).
+
+    ``config``: the study config (its ``text_robustness`` section and ``datasets``); ``known_models``: every model
+    by name with its spec, fine-tuned ones included; ``image_grid``: the image perturbation families;
+    ``replicated(names)``: the names with their seed replicates (``config.all_models``, ``config.families`` and
+    ``config.with_replicates`` give them: the config resolves, this module checks the section).
 
     Raises:
         ConfigError: an unknown family (with the closest names), a level outside its family's domain or repeated,
@@ -111,8 +113,8 @@ def text_robustness_plan(config: dict) -> dict:
     for name in datasets:
         if name not in config["datasets"]:
             raise ConfigError(f"{SECTION}.datasets: {unknown_name('dataset', name, list(config['datasets']))}")
-    models = _models(config, sec.get("models"))
-    cross = _cross(config, sec.get("cross"), fams)
+    models = _models(known_models, sec.get("models"), replicated)
+    cross = _cross(list(image_grid), sec.get("cross"), fams)
     if not fams:
         return {"families": {}, "datasets": datasets, "models": [], "cross": []}
     return {"families": fams, "datasets": datasets, "models": models, "cross": cross}

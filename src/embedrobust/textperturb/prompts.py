@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..config import Condition
+from ..core import Condition
 from ..errors import DataError
 from .registry import get_text_perturbation, text_rng
 

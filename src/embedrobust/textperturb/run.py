@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import CLEAN, Condition, sha256
+from ..core import CLEAN, Condition, sha256
 from ..errors import DataError
 
 log = logging.getLogger(__name__)

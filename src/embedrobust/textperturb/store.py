@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..config import Condition
+from ..core import Condition
 from ..embed.store import STR, ZARR_KW
 
 CHUNK_BYTES = 8 << 20  # prompt_embedding chunk target: (1, classes, templates, dim) float32 of about 8 MiB
