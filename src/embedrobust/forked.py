@@ -13,6 +13,7 @@ before forking (they are the ``NO_TORCH`` stages of the CLI).
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import shutil
@@ -71,13 +72,16 @@ def usable_cpus() -> int:
 class ForkPool:
     """At most ``workers`` pieces at once, each in a forked child; use as a context manager.
 
+    ``preload``: modules the pieces import lazily, imported once in the parent before it first forks.
     ``submit(fn, *args)`` returns a handle whose ``result()`` is ``fn(*args)`` (the child's exception, with its
     traceback, is raised as :class:`ChildError`). Leaving the block waits for every child still running.
     """
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, preload: tuple[str, ...] = ()):
         # no fork (Windows): every piece inline, as with one worker
         self.workers = max(1, int(workers or 1)) if hasattr(os, "fork") else 1
+        # modules the pieces import lazily: imported once before the first fork, not again in every child
+        self._preload = preload
         self._running: deque[_Forked] = deque()
         self._dir: str | None = None
         self._n = 0
@@ -94,6 +98,8 @@ class ForkPool:
         while len(self._running) >= self.workers:
             self._running[0].wait()
         if self._dir is None:
+            for name in self._preload:
+                importlib.import_module(name)
             self._dir = tempfile.mkdtemp(prefix="embedrobust-fork-")
         self._n += 1
         path = os.path.join(self._dir, f"{self._n}.pkl")

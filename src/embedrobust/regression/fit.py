@@ -231,6 +231,11 @@ def _cluster_codes(outcomes: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return ids
 
 
+# what the fits import lazily (linefit, panel, bootstrap): preloaded once before worker processes fork
+FIT_MODULES = ("scipy.stats", "statsmodels.api", "statsmodels.formula.api", "statsmodels.stats.diagnostic",
+               "statsmodels.stats.stattools")
+
+
 def _fit_group(base: dict, g_img: pd.DataFrame, g_rows: pd.DataFrame, g_lvl: pd.DataFrame, metrics: list[str],
                logit: bool, ci: float, nb: int, mb: int) -> tuple[list, list, list]:
     """One (dataset, model, task)'s fits (rows), binned points (frames) and held-out predictions (rows), every
@@ -268,8 +273,8 @@ def fit_all(robustness: pd.DataFrame, outcomes: pd.DataFrame, cfg: dict, seed: i
     ``seed``: the study seed, which fixes the bootstrap resamples; ``replicates``: model name -> (the model it
     repeats, its seed) for seed replicates (``config.replicates``), which are fitted like any model, summarised
     across seeds in ``seed_spread`` and left out of the cross-model comparison; ``workers``: processes sharing the
-    per-(model, task) fits and bootstraps (:mod:`embedrobust.forked`; the result does not depend on it). Accuracies are fractions in
-    [0, 1]; columns ending in ``_points`` are percentage points.
+    per-(model, task) fits and bootstraps (:mod:`embedrobust.forked`; the result does not depend on it).
+    Accuracies are fractions in [0, 1]; columns ending in ``_points`` are percentage points.
     """
     from embedrobust.regression import panel
 
@@ -313,13 +318,7 @@ def fit_all(robustness: pd.DataFrame, outcomes: pd.DataFrame, cfg: dict, seed: i
     rows_by = dict(iter(rows.groupby(gk, sort=True)))
     lvl_by = dict(iter(lvl.groupby(gk, sort=True)))
     fits, binned, preds = [], [], []
-    pool = ForkPool(workers)
-    if pool.workers > 1:  # imported once here, not again in every child (the fits import them lazily)
-        import scipy.stats  # noqa: F401
-        import statsmodels.api  # noqa: F401
-        import statsmodels.formula.api  # noqa: F401
-        import statsmodels.stats.diagnostic  # noqa: F401
-        import statsmodels.stats.stattools  # noqa: F401
+    pool = ForkPool(workers, preload=FIT_MODULES)
     with pool:
         pieces = [pool.submit(_fit_group, dict(zip(gk, gvals)), g_img, rows_by[gvals], lvl_by[gvals], metrics,
                               bool(cfg["logit"]), ci, nb, mb, what=f"the fits of {gvals}")

@@ -116,7 +116,7 @@ def cross_model(cubes: dict, keys: list[str], metrics: list[str], w: np.ndarray,
     for g in sorted(cubes):
         by_task.setdefault(g[:-2] + g[-1:], []).append(g)
     pieces = []
-    with ForkPool(workers) as pool:
+    with ForkPool(workers, preload=("statsmodels.formula.api",)) as pool:
         for tk, groups in by_task.items():
             base = dict(zip([k for k in keys if k != "model"] + ["task"], tk))
             corr.extend(_rank_rows(base, groups, cubes, reps, metrics, ci, w.shape[0] - 1))

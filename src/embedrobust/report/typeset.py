@@ -190,9 +190,7 @@ class Report:
         register_fonts()
         # figures are converted (SVG, then svglib) in forked workers while the next one is drawn: the conversion
         # is most of a figure's cost, and the story takes each drawing, in order, when the report is built
-        self._pool = ForkPool(workers)
-        if self._pool.workers > 1:
-            import svglib.svglib  # noqa: F401 (imported once here, not again in every worker)
+        self._pool = ForkPool(workers, preload=("svglib.svglib",))
         self._pending: list[tuple] = []  # (handle, the figure's block, its slot there, index in figures)
         self.title = title
         self.footer = footer or title
