@@ -32,8 +32,8 @@ TEXT_ROBUSTNESS = PLAN["text_robustness"]
 
 
 # Threads of the stages whose jobs are small (metrics, downstream, text, text_robustness, task_attack): half the
-# cores, so two of them run side by side. Their numpy / torch work gains little from a second thread, and their
-# bytes do not depend on the thread count (tested); embed, finetune and dense keep every core.
+# cores, so two of them run side by side (each takes longer, the pair finishes sooner), and their bytes do not
+# depend on the thread count (tested); embed, finetune and dense keep every core.
 LIGHT_THREADS = max(1, workflow.cores // 2)
 
 
