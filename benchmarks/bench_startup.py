@@ -12,6 +12,8 @@ reads: what is timed is the interpreter, the CLI, every import on the stage's pa
 only when it failed for that reason (its message names the missing input), so a stage that fails earlier, for
 another reason, is reported instead of timed.
 
+metrics opens its store before it imports torch (its solver), so it stops there without it; the report's config
+is the demo's whole config, as Snakemake hands it (fine-tuning runs, dense and task-attack plans resolved).
 The model stages stop before they build their model: embed at its dataset index (the models package is imported,
 open_clip / timm are not yet); text at an unknown architecture, so it pays for importing open_clip. The target for
 a stage that builds no model is a median <= 2.5 s on a quiet machine; `uptime` is printed before and after, since
@@ -30,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from embedrobust.config import load_params, stage_config
+
 GRID = {"presets": [], "families": {"gaussian_noise": {"severities": [1, 2]}, "embed_attack": {"levels": [0.01]}}}
 CLIP = {"library": "open_clip", "arch": "embedrobust-tiny-clip", "pretrained": "none"}
 
@@ -43,8 +47,8 @@ def stage_runs(root: Path) -> dict[str, tuple[list[str], str]]:
         "metrics": {"dataset": "d", "model": "m", "perturbations": GRID},
         "downstream": {"seed": 0, "dataset": "d", "model": "m", "downstream": {"tasks": ["knn"], "knn": {"k": 1}}},
         "regression": {"dataset": "d", "models": ["m"], "regression": {}},
-        "report": {"report": {}, "config": {"seed": 0, "datasets": {"d": {}}, "models": {"m": CLIP},
-                                            "perturbations": GRID}},
+        # the demo's whole config, as the report gets it (fine-tuning runs, dense and task-attack plans)
+        "report": stage_config(load_params(REPO / "params.yaml"), "report"),
         "embed": {"seed": 0, "device": "cpu", "dataset": "d", "model": "m",
                   "datasets": {"d": {"source": "demo-digits"}}, "models": {"m": CLIP}, "perturbations": GRID,
                   "embed": {"batch_size": 8, "chunk_images": 8}},
@@ -59,7 +63,8 @@ def stage_runs(root: Path) -> dict[str, tuple[list[str], str]]:
 
 BASELINES = {"python": ["-c", "pass"], "import torch": ["-c", "import torch"]}
 NO_MODEL = ("fetch", "fetch_dense", "metrics", "downstream", "regression", "report")
-SRC = Path(__file__).resolve().parents[1] / "src"
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
 
 
 def timed(args: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:

@@ -44,7 +44,18 @@ def _absolute(module: str, node: ast.ImportFrom) -> list[str]:
         base = node.module or ""
     names = [base]
     names += [f"{base}.{a.name}" for a in node.names if _module_file(f"{base}.{a.name}")]
+    lazy = _lazy_exports(base)
+    names += [f"{base}.{lazy[a.name]}" for a in node.names if a.name in lazy]
     return names
+
+
+def _lazy_exports(package: str) -> dict[str, str]:
+    """A package's names exported lazily (``_lazy.lazy_exports``) -> the submodule each one imports."""
+    if not (_module_file(package) and _module_file(package).name == "__init__.py"):
+        return {}
+    import importlib
+
+    return getattr(importlib.import_module(package), "__lazy_exports__", {})
 
 
 def _imports(module: str, nodes) -> set[str]:
@@ -54,6 +65,8 @@ def _imports(module: str, nodes) -> set[str]:
             out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             out |= set(_absolute(module, node))
+        elif isinstance(node, ast.keyword) and node.arg == "impl" and isinstance(node.value, ast.Constant):
+            out.add(node.value.value.partition(":")[0])  # the catalog's "module:function", imported on first call
     return {m for m in out if m.split(".")[0] == "embedrobust" and _module_file(m)}
 
 
@@ -163,6 +176,17 @@ def test_dvc_stage_deps_are_exactly_the_code_it_imports(stage):
 def test_the_derivation_sees_imports_inside_functions():
     """stages.embed imports run_embed inside the function: the embed package must be found."""
     assert "embedrobust.embed" in stage_modules("embed")
+
+
+def test_the_derivation_follows_the_catalogs_functions_imported_on_first_call():
+    """perturb.catalog names each family's function as "module:function": embed runs them."""
+    assert {"embedrobust.perturb.blur", "embedrobust.attack.family"} <= stage_modules("embed")
+
+
+def test_the_derivation_follows_names_a_package_exports_lazily():
+    """stages.finetune imports train_finetuned from the finetune package, which imports it from finetune.stage on
+    first use: the trainer's losses run the minimum enclosing ball of metrics."""
+    assert {"embedrobust.finetune.stage", "embedrobust.metrics"} <= stage_modules("finetune")
 
 
 def test_the_derivation_keeps_other_stages_code_out():

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from embedrobust.config import load_params, stage_config
+
 REPO = Path(__file__).resolve().parents[1]
 MODEL_LIBS = {"torchvision", "open_clip", "timm"}
 GRID = {"presets": [], "families": {"gaussian_noise": {"severities": [1, 2]}, "embed_attack": {"levels": [0.01]}}}
@@ -58,7 +60,7 @@ for path in pathlib.Path(embedrobust.report.__file__).parent.glob("*.py"):
 cfg = json.loads(sys.argv[sys.argv.index("--stage-config") + 1])["config"]
 config.dense_plan(cfg), config.task_attack_plan(cfg), config.family_options(cfg), config.all_models(cfg)
 """
-WATCHED = sorted(MODEL_LIBS | {"torch"})
+WATCHED = sorted(MODEL_LIBS | {"torch", "seaborn"})
 THREADED = {"metrics", "downstream", "regression", "report"}  # Snakemake passes these --threads (workflow/rules)
 
 
@@ -80,22 +82,21 @@ def missing_input_configs(root: Path) -> dict[str, dict]:
         "metrics": {"dataset": "d", "model": "m", "perturbations": GRID},
         "downstream": {"seed": 0, "dataset": "d", "model": "m", "downstream": {"tasks": ["knn"], "knn": {"k": 1}}},
         "regression": {"seed": 0, "dataset": "d", "models": ["m"], "regression": {}},
-        "report": {"report": {}, "config": {"seed": 0, "datasets": {"d": {}}, "perturbations": GRID,
-                                            "models": {"m": {"library": "open_clip", "arch": "embedrobust-tiny-clip",
-                                                             "pretrained": "none"}}}},
+        # the demo's whole config, as the report gets it: fine-tuning runs, dense and task-attack plans included
+        "report": stage_config(load_params(REPO / "params.yaml"), "report"),
     }
 
 
-# What each stage must not import. metrics computes the minimum enclosing ball with torch; the report reads the
-# perturbation registry (families, parameters, option signatures) and resolves the fine-tuning runs, both torch
-# modules. None of them builds a model.
+# What each stage must not import. metrics computes the minimum enclosing ball with torch. The report reads the
+# perturbation catalog and resolves the fine-tuning runs and attack plans, all data without torch. None of them
+# builds a model.
 FORBIDDEN = {
     "fetch": MODEL_LIBS | {"torch"},
     "fetch_dense": MODEL_LIBS | {"torch"},
     "metrics": MODEL_LIBS,
     "downstream": MODEL_LIBS | {"torch"},
     "regression": MODEL_LIBS | {"torch"},
-    "report": MODEL_LIBS,
+    "report": MODEL_LIBS | {"torch", "seaborn"},  # seaborn: a second of imports (scipy.stats) for three palettes
 }
 
 

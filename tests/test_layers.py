@@ -90,8 +90,8 @@ def test_the_cycle_finder_finds_a_planted_cycle_and_nothing_else():
 
 
 def test_no_import_cycles():
-    """Function-level imports included. The last ones broken: perturb.registry / presets (the family chain lives
-    with the registry), attack.pgd / features (AttackError with the other errors), cli / warm (the server is
+    """Function-level imports included. The last ones broken: perturb / attack.family (the catalog declares
+    embed_attack), perturb.registry / presets (the family chain lives with the registry), attack.linf / features (AttackError with the other errors), cli / warm (the server is
     handed the CLI it runs), and config / stages / the library (core.py, paths.py, explicit arguments)."""
     found = cycles(import_graph())
     assert not found, f"import cycles: {found}"

@@ -18,15 +18,14 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
 
     ``from package import name`` and ``package.name`` both work; the value is cached in the package's namespace,
     so each is looked up once. Names not in ``exports`` raise AttributeError, as for any module, which also lets
-    ``from package import submodule`` fall back to importing the submodule.
+    ``from package import submodule`` fall back to importing the submodule. An export may not share its
+    submodule's name: importing the submodule binds the module to that name in the package, shadowing the export.
     """
+    clash = sorted(name for name, module in exports.items() if name == module)
+    if clash:
+        raise ValueError(f"{package}: exports {clash} share their submodule's name; rename the submodule")
     namespace = importlib.import_module(package).__dict__
-    for name, module in exports.items():
-        if name == module:
-            # A name its submodule shares (attack.pgd, the function, in attack/pgd.py): the import system binds
-            # the submodule to that name in the package whenever the submodule is first imported, which would
-            # shadow the name for good. Imported now, and bound after it, the name stays the export.
-            namespace[name] = getattr(importlib.import_module(f"{package}.{module}"), name)
+    namespace["__lazy_exports__"] = dict(exports)  # read by tests/test_dvc_deps.py: which module a name runs
 
     def __getattr__(name: str) -> object:
         module = exports.get(name)

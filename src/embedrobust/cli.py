@@ -24,6 +24,8 @@ PLANNED = {"fetch_dense": "dense", "dense": "dense", "task_attack": "task_attack
 # Stages that compute without torch (numpy, scikit-learn, statsmodels, matplotlib): --threads has nothing to set
 # there, and importing torch to set it would add seconds to every such job.
 NO_TORCH = {"downstream", "regression", "report"}
+# Stages that import torch only after opening their input, and set its threads then (--threads passed on).
+LATE_TORCH = {"metrics"}
 # Stages that split their work over forked worker processes (embedrobust.forked): --threads is their number.
 WORKERS = {"regression", "report"}
 
@@ -128,7 +130,7 @@ def _run_stage(args) -> None:
     from . import stages
     from .config import load_params
 
-    if args.threads and args.command not in NO_TORCH:
+    if args.threads and args.command not in NO_TORCH | LATE_TORCH:
         import torch
 
         torch.set_num_threads(args.threads)
@@ -147,6 +149,8 @@ def _run_stage(args) -> None:
                 stages.report(cfg, args.root, args.out, workers=workers)
             else:
                 stages.regression(cfg, args.root, workers=workers)
+        elif args.command in LATE_TORCH:
+            getattr(stages, args.command)(cfg, args.root, threads=args.threads)
         else:
             getattr(stages, args.command)(cfg, args.root)
 

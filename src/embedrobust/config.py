@@ -291,9 +291,7 @@ def tabled(config: dict, name: str, where: str = "perturbations"):
 
 def family_options(config: dict) -> dict[str, dict]:
     """Family name -> keyword options of its function (``perturbations.families.<name>.options``), checked
-    against the function's signature so a typo fails at validation."""
-    import inspect
-
+    against the options the family declares (``Perturbation.options``) so a typo fails at validation."""
     from .errors import unknown_name
     from .perturb import get_perturbation
 
@@ -302,10 +300,7 @@ def family_options(config: dict) -> dict[str, dict]:
         opts = dict(spec.get("options") or {})
         if not opts:
             continue
-        params = inspect.signature(get_perturbation(name).fn).parameters
-        # fn(images, value, generator, **options); encoder= is bound by the embed stage, not by params
-        known = [k for i, (k, p) in enumerate(params.items())
-                 if i >= 3 and k != "encoder" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        known = list(get_perturbation(name).options)
         for key in opts:
             if key not in known:
                 hint = str(unknown_name(f"option of {name}", key, known)) if known else f"{name} takes no options."
@@ -358,8 +353,7 @@ def finetune_runs(config: dict) -> dict[str, dict]:
 
 def _finetune_sweep(config: dict) -> dict[str, dict]:
     """The runs of the ``finetune`` sweep at the study seed (see :func:`finetune_runs`)."""
-    from .finetune.sampler import resolve_families
-    from .finetune.trainer import resolve_config
+    from .finetune.options import resolve_config, resolve_families
 
     ft = config.get("finetune")
     if not ft or not ft.get("base"):  # no section (defaults fill it as {}), or base: []
@@ -571,7 +565,7 @@ def dense_plan(config: dict) -> dict:
     Raises:
         ConfigError: an unknown model, a family not in the grid, or an unknown head / attack option.
     """
-    from .attack.evaluate import DENSE_DEFAULTS
+    from .attack.options import DENSE_DEFAULTS
 
     dense = config.get("dense") or {}
     datasets = dict(dense.get("datasets") or {})
@@ -604,7 +598,7 @@ def task_attack_plan(config: dict) -> dict:
     Raises:
         ConfigError: an unknown dataset or model, or an unknown probe / attack option.
     """
-    from .attack.evaluate import CLASSIFIER_DEFAULTS
+    from .attack.options import CLASSIFIER_DEFAULTS
 
     ta = config.get("task_attack") or {}
     eps = [float(e) for e in ta.get("eps") or []]

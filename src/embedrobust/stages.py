@@ -120,16 +120,22 @@ def text(cfg: dict, root: Path) -> Path:
     return out
 
 
-def metrics(cfg: dict, root: Path) -> Path:
-    """Per image x family: cosine, Euclidean and DivergenceRadius over {clean} + the family's levels."""
-    import torch
-
+def metrics(cfg: dict, root: Path, threads: int = 0) -> Path:
+    """Per image x family: cosine, Euclidean and DivergenceRadius over {clean} + the family's levels.
+    ``threads``: torch's CPU threads (0: torch's choice); the values do not depend on it."""
     from .embed import open_store
-    from .metrics import robustness_metrics
 
     ds_name, model = cfg["dataset"], cfg["model"]
     grid = dict.fromkeys(c.family for c in conditions(cfg) if not c.is_clean)
     store = open_store(store_path(root, ds_name, model))
+    # torch (the minimum enclosing ball's solver) only once the store is open: a missing or unreadable store
+    # fails in a second, not after torch's import
+    import torch
+
+    from .metrics import robustness_metrics
+
+    if threads:
+        torch.set_num_threads(threads)
     labels = store["condition"].values.astype(str).tolist()
     fams = store["family"].values.astype(str)
     clean_idx = labels.index("clean")

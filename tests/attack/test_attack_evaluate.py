@@ -196,8 +196,6 @@ def test_classifier_attack_is_deterministic_and_uses_the_downstream_probe_withou
 
 
 def test_embed_attack_in_a_dense_grid_moves_the_patch_tokens(clip, seg_data):
-    from embedrobust.attack import family  # noqa: F401  (registers embed_attack)
-
     cond = [("embed_attack", STRONG)]
     small = {**OPTIONS, "lr": [0.05], "train_steps": [20]}
 

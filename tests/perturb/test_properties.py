@@ -1,5 +1,6 @@
 """Properties every registered perturbation must have, and unit checks of the building blocks."""
 
+import inspect
 import math
 
 import numpy as np
@@ -178,6 +179,15 @@ def test_scaled_spatial_corruptions_are_milder_on_small_images():
         full = (get_perturbation(name)(x, 3.0) - x).abs().mean()
         small = (scaled(name, 32)(x, 3.0) - x).abs().mean()
         assert small < full, name
+
+
+@pytest.mark.parametrize("name", list_perturbations())
+def test_declared_options_are_the_functions_keyword_options(name):
+    p = get_perturbation(name)
+    params = list(inspect.signature(p.fn).parameters.items())[3:]  # after (images, value, generator)
+    bound = {"scale", "table", "encoder"}  # set by the pipeline (scaled, with_table, bind_perturbations)
+    assert p.options == tuple(k for k, q in params if k not in bound and q.kind in (q.POSITIONAL_OR_KEYWORD,
+                                                                                     q.KEYWORD_ONLY))
 
 
 def test_describe_registry_lists_every_family():

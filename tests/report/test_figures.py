@@ -65,3 +65,12 @@ def test_a_model_keeps_its_colour_in_every_figure_whichever_models_it_shows():
                        if (col.get_gid() or "") == ""}
     assert pal.model("c") in central_colours and pal.model("a") not in central_colours
     assert pal.family("blur") not in {pal.model(m) for m in pal.models}  # families draw from another palette
+
+
+def test_palettes_are_seaborns_colorblind_and_colorbrewers_set2_then_dark2():
+    import seaborn as sns
+
+    from embedrobust.report import palette
+
+    assert palette._MODEL_COLOURS == sns.color_palette("colorblind", 10).as_hex()
+    assert palette._FAMILY_COLOURS == sns.color_palette("Set2", 8).as_hex() + sns.color_palette("Dark2", 8).as_hex()

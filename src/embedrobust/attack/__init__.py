@@ -1,33 +1,35 @@
 """Worst-case perturbations: L-inf PGD in [0, 1] pixel space and the attacks built on it.
 
-- ``pgd``: the generic loop (uniform random start, sign steps, projection, clamping to [0, 1]);
+- ``pgd`` (module ``linf``): the generic loop (uniform random start, sign steps, projection, clamping to [0, 1]);
 - ``embed_attack``: maximise the distance of (pooled or patch) embeddings from the clean ones;
 - ``pgd_classifier`` (cross-entropy), ``segpgd`` (SegPGD), ``depthpgd`` (depth loss) for task heads;
 - ``dense``: linear segmentation / depth heads on frozen encoders, mIoU and RMSE;
 - ``evaluate``: task-level robustness tables (dense heads under the grid and SegPGD / DepthPGD; a linear probe
   under cross-entropy PGD), hyper-parameters selected on val, scored on test;
 - ``synthetic``: tiny dense tasks for tests;
-- ``family``: the ``embed_attack`` perturbation family (imported on demand, it registers itself).
+- ``options``: the default budget and steps, the dense heads' and the attacked probe's options (no torch);
+- ``family``: the function of the ``embed_attack`` perturbation family (declared in ``perturb.catalog``).
 """
 
 from .._lazy import lazy_exports
 
 __all__ = [
-    "EPS", "STEPS", "STEP_SIZE", "AttackError", "LinearDepthHead", "LinearSegHead", "dense_forward", "depth_loss",
+    "CLASSIFIER_DEFAULTS", "DENSE_DEFAULTS", "EPS", "STEPS", "STEP_SIZE", "AttackError", "LinearDepthHead", "LinearSegHead", "dense_forward", "depth_loss",
     "depth_ramps", "depthpgd", "embed_attack", "evaluate_classifier_attack", "evaluate_dense",
     "features_and_tokens", "fit_select_head", "fit_depth_head", "fit_seg_head", "miou",
     "model_input", "patch_tokens", "pgd", "pgd_classifier", "pooled_features", "predict", "rmse", "segpgd",
     "select_probe", "shapes_segmentation",
 ]
 
-# Loaded on first use: the perturbation registry imports ``family`` (and with it this package) to register
-# embed_attack, and should not pull in the evaluation code (pandas, the downstream classifiers) with it.
+# Loaded on first use: embed_attack's first call imports ``family`` (and with it this package), and config
+# validation reads ``options``; neither should pull in the evaluation code (pandas, the classifiers) or torch.
 __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(["LinearDepthHead", "LinearSegHead", "dense_forward", "fit_depth_head", "fit_seg_head", "miou",
                      "predict", "rmse"], "dense"),
     **dict.fromkeys(["evaluate_classifier_attack", "evaluate_dense", "fit_select_head", "select_probe"], "evaluate"),
     **dict.fromkeys(["features_and_tokens", "model_input", "patch_tokens", "pooled_features"], "features"),
-    **dict.fromkeys(["EPS", "STEP_SIZE", "STEPS", "AttackError", "depth_loss", "depthpgd", "embed_attack", "pgd",
-                     "pgd_classifier", "segpgd"], "pgd"),
+    **dict.fromkeys(["CLASSIFIER_DEFAULTS", "DENSE_DEFAULTS", "EPS", "STEP_SIZE", "STEPS"], "options"),
+    **dict.fromkeys(["AttackError", "depth_loss", "depthpgd", "embed_attack", "pgd",
+                     "pgd_classifier", "segpgd"], "linf"),
     **dict.fromkeys(["depth_ramps", "shapes_segmentation"], "synthetic"),
 })

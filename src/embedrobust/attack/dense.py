@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .features import features_and_tokens
-from .pgd import AttackError
+from .linf import AttackError
 
 
 class _Standardise(nn.Module):

@@ -33,31 +33,11 @@ from ..core import Condition
 from ..downstream.classifiers import LinearProbe, fit_logistic, l2_normalise, select_c
 from .dense import LinearDepthHead, LinearSegHead, dense_forward
 from .features import features_and_tokens, pooled_features
-from .pgd import STEP_SIZE, STEPS, AttackError, depthpgd, pgd_classifier, segpgd
+from .options import ATTACKS, CLASSIFIER_DEFAULTS, DENSE_DEFAULTS, METRICS
+from .linf import AttackError, depthpgd, pgd_classifier, segpgd
 
 log = logging.getLogger(__name__)
 
-DENSE_DEFAULTS: dict = {
-    "lr": [0.01, 0.03, 0.1],  # head learning-rate candidates (Adam)
-    "train_steps": [50, 100, 200],  # checkpoints along each lr's run; the largest is the run's length
-    "train_batch_size": 32,  # images per head training step
-    "batch_size": 32,  # images per encoder forward / attack batch
-    "steps": STEPS,  # attack steps
-    "step_size": STEP_SIZE,  # attack step, [0, 1] pixel units
-    "depth_loss": "l1",  # DepthPGD objective: "l1" or "silog"
-    "ignore_index": 255,
-    "n_classes": None,  # segmentation: from meta["n_classes"], else max train label + 1
-}
-CLASSIFIER_DEFAULTS: dict = {
-    "C": [0.01, 0.1, 1.0, 10.0],  # logistic-regression inverse regularisation candidates
-    "val_fraction": 0.2,  # carved from train when the split has no "val" images
-    "max_iter": 1000,
-    "batch_size": 32,
-    "steps": STEPS,
-    "step_size": STEP_SIZE,
-}
-ATTACKS = {"segmentation": "segpgd", "depth": "depthpgd"}
-METRICS = {"segmentation": "miou", "depth": "rmse"}
 COLUMNS = ["task", "kind", "family", "value", "condition", "metric", "metric_value", "n_images", "target_aligned"]
 GEOMETRIC = {"rotate", "crop_resize", "elastic_transform"}
 

@@ -6,7 +6,8 @@ Euclidean distance on the pooled embedding (options ``steps``, ``step_size``, ``
 like any other family. The family needs the encoder (``Perturbation.needs_encoder``): ``embed.run.bind_perturbations`` binds
 it as ``encoder=``.
 
-Importing this module registers the family (``embedrobust.perturb`` imports it).
+The family is declared with the others in ``embedrobust.perturb.catalog``; this module is its function, imported
+on the family's first call.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..perturb.registry import Perturbation, PerturbationValueError, add
-from .pgd import STEPS, embed_attack
+from ..perturb.registry import PerturbationValueError
+from .linf import STEPS, embed_attack
 
 NAME = "embed_attack"
 
@@ -37,17 +38,3 @@ def embed_attack_family(images: Tensor, value: float, generator: torch.Generator
                        generator=generator, tokens=tokens)
     return out.to(images.device, images.dtype)
 
-
-FAMILY = add(Perturbation(
-    name=NAME,
-    fn=embed_attack_family,
-    param="L-inf radius eps ([0, 1] pixel units)",
-    severities=(1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255),
-    identity=0.0,
-    random=True,
-    reference="PGD (Madry et al. 2018); EmbedAttack of layer6ai-labs/ssl-robustness (seed 002)",
-    description="worst case: PGD maximising the distance of the embedding from the clean one",
-    tags=("adversarial",),
-    bounds=(0.0, 1.0),  # pixel units: at 1 the ball already holds every image
-    needs_encoder=True,
-))

@@ -33,11 +33,7 @@ alpha (x family with ``per_family``), see ``config.finetune_runs``; one run is :
   checkpoint_every (0 = only at the end): steps between resumable checkpoints.
 """
 
-from . import losses
-from .peft import add_lora, merged_state_dict, select_trainable
-from .sampler import PerturbationSampler, resolve_families
-from .stage import is_trained, train_finetuned, train_split
-from .trainer import DEFAULTS, METHODS, Trainer, batch_indices, resolve_config
+from .._lazy import lazy_exports
 
 __all__ = [
     "DEFAULTS",
@@ -55,3 +51,13 @@ __all__ = [
     "train_finetuned",
     "train_split",
 ]
+
+# Loaded on first use: config validation and the report resolve the fine-tuning runs (``options``, no torch)
+# without importing the trainer.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["DEFAULTS", "METHODS", "resolve_config", "resolve_families"], "options"),
+    **dict.fromkeys(["add_lora", "merged_state_dict", "select_trainable"], "peft"),
+    "PerturbationSampler": "sampler",
+    **dict.fromkeys(["is_trained", "train_finetuned", "train_split"], "stage"),
+    **dict.fromkeys(["Trainer", "batch_indices"], "trainer"),
+})

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..metrics import minimum_enclosing_ball
+from .options import ROBUSTNESS_KINDS
 
-ROBUSTNESS_KINDS = ("meb", "max", "mean")
 
 
 def cosine_distill(a: Tensor, b: Tensor) -> Tensor:

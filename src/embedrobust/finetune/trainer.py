@@ -16,81 +16,14 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from . import losses as L
+from .options import DEFAULTS, METHODS, resolve_config  # noqa: F401  (re-exported)
 from .peft import add_lora, merged_state_dict, select_trainable
 from .sampler import PerturbationSampler, _mix
 
 _log = logging.getLogger(__name__)
 
-METHODS = ("paper", "deacl", "grace", "subspace")
-UTILITIES = ("cosine", "whitened")
 #: Training images whose original embeddings give the per-dimension spread of the ``whitened`` utility.
 WHITEN_IMAGES = 1024
-
-#: Every key of the ``finetune`` config section with its default (see the package docstring for meanings).
-DEFAULTS: dict = {
-    "base": None,
-    "method": "paper",
-    "alpha": 1.0,
-    "utility": "cosine",
-    "families": None,
-    "table": "imagenet-c",  # severity table of the families (params perturbations.table)
-    "per_family": False,
-    "views": 2,
-    "sample_per": "image",
-    "robustness": "meb",
-    "steps": 100,
-    "lr": 1e-4,
-    "weight_decay": 0.0,
-    "grad_clip": None,
-    "batch_size": 32,
-    "train_blocks": None,
-    "lora_rank": 0,
-    "lora_alpha": None,
-    "lora_targets": ["attn", "mlp"],
-    "seed": 0,
-    "amp": True,
-    "task_weight": 0.0,
-    "logit_scale": 100.0,
-    "templates": "simple",
-    "deacl_k": 2.0,
-    "pgd_eps": 4 / 255,
-    "pgd_steps": 5,
-    "pgd_step": None,
-    "grace_rho": 0.05,
-    "grace_scaling": "weight",
-    "grace_eta": 0.01,
-    "subspace_k": 4,
-    "checkpoint_every": 0,
-}
-
-
-_POSITIVE = ("batch_size", "views", "subspace_k")
-
-
-def resolve_config(cfg: dict | None) -> dict:
-    """``cfg`` with defaults filled in and checked; unknown keys raise ConfigError."""
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise ConfigError(f"finetune: unknown key(s) {unknown}; known keys: {', '.join(DEFAULTS)}")
-    out = {**DEFAULTS, **cfg}
-    if out["method"] not in METHODS:
-        raise ConfigError(f"finetune.method must be one of {', '.join(METHODS)}, got {out['method']!r}")
-    if out["robustness"] not in L.ROBUSTNESS_KINDS:
-        raise ConfigError(f"finetune.robustness must be one of {', '.join(L.ROBUSTNESS_KINDS)}, "
-                          f"got {out['robustness']!r}")
-    if out["utility"] not in UTILITIES:
-        raise ConfigError(f"finetune.utility must be one of {', '.join(UTILITIES)}, got {out['utility']!r}")
-    if out["grace_scaling"] not in ("weight", "fisher"):
-        raise ConfigError(f"finetune.grace_scaling must be 'weight' or 'fisher', got {out['grace_scaling']!r}")
-    for key in ("steps", "batch_size", "views", "pgd_steps", "subspace_k"):
-        if not isinstance(out[key], int) or isinstance(out[key], bool) or out[key] < (key in _POSITIVE):
-            kind = "a positive" if key in _POSITIVE else "a non-negative"
-            raise ConfigError(f"finetune.{key} must be {kind} integer, got {out[key]!r}")
-    if out["lora_rank"] and out["train_blocks"] is not None:
-        raise ConfigError("finetune: give lora_rank or train_blocks, not both (LoRA adapts every block)")
-    return out
-
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> Tensor:
     """Indices (batch_size,) of step ``step``'s batch: consecutive slices of per-epoch permutations seeded by

@@ -1,16 +1,18 @@
 """Perturbations by name: ``get_perturbation(name)(images, value, generator)``.
 
-Importing the package registers every family (one module per kind of operation): the 19 ImageNet-C
-corruptions and the editing operations webp, rescale, crop_resize, rotate, sharpness, gamma and hue.
+Importing the package registers every family from the catalog (``catalog``: metadata and severity tables as
+data, no torch): the 19 ImageNet-C corruptions and the editing operations webp, rescale, crop_resize, rotate,
+sharpness, gamma and hue, one module of functions per kind of operation (``blur``, ``codec``, ``geometric``,
+``noise``, ``photometric``, ``weather``), each imported on its families' first call.
 ``presets.PRESETS`` names sets of families; ``combined("a", "b")`` (or the name ``"a+b"``) chains them;
 ``scaled(name, image_size)`` adapts pixel-unit parameters to small images such as CIFAR;
 ``with_table(name, "cifar10-c")`` swaps in CIFAR-10-C's own severity table (``TABLES``). ``embed_attack``
 (embedrobust.attack) is a family too: its levels are L-inf budgets and it needs the encoder it attacks.
 """
 
-from . import blur, codec, geometric, noise, photometric, weather  # noqa: F401  (registration side effects)
+from . import catalog  # noqa: F401  (declares every family)
 from .presets import PRESETS, preset
-from .registry import (  # noqa: I001  (registry before the attack family, which registers into it)
+from .registry import (
     TABLES,
     Perturbation,
     PerturbationValueError,
@@ -24,7 +26,6 @@ from .registry import (  # noqa: I001  (registry before the attack family, which
     spatial_scale,
     with_table,
 )
-from ..attack import family as _attack_family  # noqa: E402,F401  (registers embed_attack, an adversarial family)
 
 __all__ = [
     "PRESETS",

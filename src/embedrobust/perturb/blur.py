@@ -10,9 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _ops
-from .registry import add_table, interp_params, register, table_rows
-
-_SEVERITY = "severity in [0, 5] (0 = identity; integers = ImageNet-C's parameter tuples)"
+from .catalog import DEFOCUS, GLASS, MOTION, ZOOM
+from .registry import interp_params, table_rows
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -20,26 +19,11 @@ def gaussian_kernel1d(sigma: float, truncate: float = 4.0, dtype=torch.float32, 
     return _ops.gaussian_kernel1d(sigma, truncate).to(dtype=dtype, device=device)
 
 
-@register(
-    "gaussian_blur",
-    param="Gaussian standard deviation sigma (pixels at 224 px)",
-    severities=(1.0, 2.0, 3.0, 4.0, 6.0),
-    identity=0.0,
-    random=False,
-    reference="ImageNet-C gaussian_blur: skimage.filters.gaussian(x, sigma=c) (mode nearest, truncate 4)",
-    description="Blurs with an isotropic Gaussian kernel.",
-    tags=("imagenet-c-extra",),
-    bounds=(0.0, math.inf),
-    domain_note="any sigma is defined (edges replicated); sigmas beyond the image size blur it towards its mean",
-    spatial=True,
-)
 def gaussian_blur(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
     return _ops.gaussian_blur(images, value * scale, "nearest").clamp(0.0, 1.0)
 
 
 # --- defocus blur -------------------------------------------------------------------------------------------
-DEFOCUS = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))  # (disk radius px, anti-alias sigma)
-add_table("cifar10-c", "defocus_blur", ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)))
 
 
 def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
@@ -64,19 +48,6 @@ def defocus_core(images: torch.Tensor, radius: float, alias_blur: float) -> torc
     return _ops.correlate2d_fft(images, k, "mirror").clamp(0.0, 1.0)
 
 
-@register(
-    "defocus_blur",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
-    random=False,
-    reference="ImageNet-C defocus_blur: cv2.filter2D with an anti-aliased disk; (radius, alias) "
-    + " ".join(str(c) for c in DEFOCUS),
-    description="Convolves with a disk (lens out of focus).",
-    tags=("imagenet-c",),
-    unit="severity",
-    spatial=True,
-)
 def defocus_blur(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0,
                  table: str = "imagenet-c") -> torch.Tensor:
     radius, alias = interp_params(table_rows("defocus_blur", table, DEFOCUS), (0.0, 0.0), value)
@@ -86,8 +57,6 @@ def defocus_blur(images: torch.Tensor, value: float, generator: torch.Generator,
 
 
 # --- glass blur ---------------------------------------------------------------------------------------------
-GLASS = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))  # (sigma, max_delta, iterations)
-add_table("cifar10-c", "glass_blur", ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)))
 
 
 def glass_copy(q: torch.Tensor, offsets: torch.Tensor, delta: int) -> torch.Tensor:
@@ -179,19 +148,6 @@ def glass_params(value: float, scale: float = 1.0, table: str = "imagenet-c") ->
     return sigma * scale, int(delta), int(iters)
 
 
-@register(
-    "glass_blur",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
-    random=True,
-    reference="ImageNet-C glass_blur (imagecorruptions 1.1.2 bit-exact given the same draws; the 'swap' is a "
-    "one-way copy); (sigma, max_delta, iterations) " + " ".join(str(c) for c in GLASS),
-    description="Blurs, locally shuffles pixels (frosted glass), blurs again.",
-    tags=("imagenet-c",),
-    unit="severity",
-    spatial=True,
-)
 def glass_blur(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0,
                table: str = "imagenet-c") -> torch.Tensor:
     sigma, delta, iters = glass_params(value, scale, table)
@@ -207,8 +163,6 @@ def glass_blur(images: torch.Tensor, value: float, generator: torch.Generator, s
 
 
 # --- motion blur --------------------------------------------------------------------------------------------
-MOTION = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))  # (radius px, sigma px)
-add_table("cifar10-c", "motion_blur", ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)))
 
 
 _MOTION_DIRECT_TAPS = 64  # streaks up to this many taps are summed directly; longer ones by FFT
@@ -264,19 +218,6 @@ def motion_blur_core(x: torch.Tensor, radius: int, sigma: float, angles: torch.T
     return y[..., 2 * r : 2 * r + h, 2 * r : 2 * r + w].contiguous()
 
 
-@register(
-    "motion_blur",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
-    random=True,
-    reference="imagecorruptions 1.1.2 motion_blur (ImageNet-C used ImageMagick's; same (radius, sigma) "
-    + " ".join(str(c) for c in MOTION) + "), angle ~ U(-45, 45) degrees",
-    description="Averages the image along a random direction (camera shake).",
-    tags=("imagenet-c",),
-    unit="severity",
-    spatial=True,
-)
 def motion_blur(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0,
                 table: str = "imagenet-c") -> torch.Tensor:
     radius, sigma = interp_params(table_rows("motion_blur", table, MOTION), (0.0, 0.0), value, integer=(True, False))
@@ -288,8 +229,6 @@ def motion_blur(images: torch.Tensor, value: float, generator: torch.Generator, 
 
 
 # --- zoom blur ----------------------------------------------------------------------------------------------
-ZOOM = ((1.11, 0.01), (1.16, 0.01), (1.21, 0.02), (1.26, 0.02), (1.31, 0.03))  # np.arange(1, stop, step)
-add_table("cifar10-c", "zoom_blur", ((1.06, 0.01), (1.11, 0.01), (1.16, 0.01), (1.21, 0.01), (1.26, 0.01)))
 
 
 def zoom_factors(value: float, table: str = "imagenet-c") -> np.ndarray:
@@ -332,17 +271,5 @@ def zoom_core(images: torch.Tensor, factors) -> torch.Tensor:
     return acc.div_(len(factors) + 1).clamp_(0.0, 1.0)
 
 
-@register(
-    "zoom_blur",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
-    random=False,
-    reference="ImageNet-C zoom_blur: mean of x and clipped_zoom(x, z) for z in np.arange(1, stop, step), "
-    "(stop, step) " + " ".join(str(c) for c in ZOOM),
-    description="Averages central zooms of the image (radial blur).",
-    tags=("imagenet-c",),
-    unit="severity",
-)
 def zoom_blur(images: torch.Tensor, value: float, generator: torch.Generator, table: str = "imagenet-c") -> torch.Tensor:
     return zoom_core(images, zoom_factors(value, table))

@@ -9,21 +9,8 @@ import torch
 from PIL import Image
 
 from ._ops import to_uint8
-from .registry import register
 
 
-@register(
-    "jpeg_compression",
-    param="JPEG quality (1-100)",
-    severities=(25, 18, 15, 10, 7),
-    identity=None,
-    random=False,
-    reference="ImageNet-C jpeg_compression: PIL save(format='JPEG', quality=c) and reload (libjpeg, 4:2:0)",
-    description="Encodes and decodes with libjpeg at the given quality (4:2:0 chroma subsampling).",
-    tags=("imagenet-c",),
-    bounds=(1.0, 100.0),  # libjpeg reads quality 0 as 1: admitting it would give two labels for one condition
-    integer=True,
-)
 def jpeg_compression(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     # Pillow's libjpeg (4:2:0 chroma), as the reference; torchvision's CPU encoder gives the same bitstream but
     # its image I/O is deprecated, and its CUDA encoder (nvjpeg) would use 4:4:4. So the round trip always runs
@@ -47,17 +34,5 @@ def pil_roundtrip(images: torch.Tensor, fmt: str, quality: int) -> torch.Tensor:
     return torch.from_numpy(out).permute(0, 3, 1, 2).to(device=images.device, dtype=images.dtype).div_(255.0)
 
 
-@register(
-    "webp",
-    param="WebP quality (0-100, lossy)",
-    severities=(60, 40, 20, 10, 5),
-    identity=None,
-    random=False,
-    reference="Pillow save(format='WEBP', quality=c) and reload (libwebp, lossy, 4:2:0)",
-    description="Encodes and decodes with libwebp at the given quality (editing: re-upload to the web).",
-    tags=("editing",),
-    bounds=(0.0, 100.0),  # unlike libjpeg's, libwebp's quality 0 is its own setting (the smallest file)
-    integer=True,
-)
 def webp(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     return pil_roundtrip(images, "WEBP", int(round(value)))

@@ -9,16 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _ops
-from .registry import add_table, interp_params, register, table_rows
-
-# ImageNet-C (hendrycks/robustness make_imagenet_c.py) elastic_transform at 224 px, in units of 244 px (its
-# constant, "should have been 224"): (alpha, sigma, affine jitter). imagecorruptions 1.1.2 replaced this with a
-# milder displacement-only warp; we follow ImageNet-C.
-ELASTIC = ((2, 0.7, 0.1), (2, 0.08, 0.2), (0.05, 0.01, 0.02), (0.07, 0.01, 0.02), (0.12, 0.01, 0.02))
-# CIFAR-10-C (make_cifar_c.py: IMSIZE * (alpha, sigma, affine) with IMSIZE = 32), stored in the same units of
-# 244 px so that one formula serves both: pixels = row * 244 * scale (scale 1 for the 32 px table)
-add_table("cifar10-c", "elastic_transform", tuple(tuple(32 * v / 244.0 for v in r) for r in (
-    (0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))))
+from .catalog import ELASTIC
+from .registry import interp_params, table_rows
 
 
 @functools.lru_cache(maxsize=8)
@@ -74,19 +66,6 @@ def elastic_core(images: torch.Tensor, params, jitter: torch.Tensor, ux: torch.T
     return out.clamp(0.0, 1.0).to(images.dtype)
 
 
-@register(
-    "elastic_transform",
-    param="severity in [0, 5] (0 = identity; integers = ImageNet-C's (alpha, sigma, affine) x 244 px)",
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
-    random=True,
-    reference="ImageNet-C elastic_transform (hendrycks/robustness; not imagecorruptions' variant): random "
-    "affine then Gaussian-smoothed displacement; (alpha, sigma, affine)/244 " + " ".join(str(c) for c in ELASTIC),
-    description="Warps the image with a random affine map and a smooth random displacement field.",
-    tags=("imagenet-c",),
-    unit="severity",
-    spatial=True,
-)
 def elastic_transform(images: torch.Tensor, value: float, generator: torch.Generator,
                       scale: float = 1.0, table: str = "imagenet-c") -> torch.Tensor:
     # Severity 0 -> 1 ramps alpha and the affine jitter from 0 with severity 1's sigma.
@@ -101,19 +80,6 @@ def elastic_transform(images: torch.Tensor, value: float, generator: torch.Gener
                            images, jitter, u)
 
 
-@register(
-    "pixelate",
-    param="downsampling factor c (side ratio; 1 = unchanged)",
-    severities=(0.6, 0.5, 0.4, 0.3, 0.25),
-    identity=1.0,
-    random=False,
-    reference="ImageNet-C pixelate: PIL resize to int(c * size) with BOX, back with BOX (imagecorruptions "
-    "1.1.2 upsamples with NEAREST instead; we follow ImageNet-C)",
-    description="Downsamples by area averaging and upsamples back (blocky).",
-    tags=("imagenet-c",),
-    bounds=(0.0, 1.0),
-    open_bounds=(True, False),  # a side ratio of 0 leaves no image; factors below 1 / side all give one pixel
-)
 def pixelate(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     if value >= 1.0:
         return images.clone()
@@ -128,36 +94,12 @@ def _resize(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
 
 
-@register(
-    "rescale",
-    param="scale factor (side ratio in (0, 1]; 1 = unchanged)",
-    severities=(0.75, 0.5, 0.35, 0.25, 0.15),
-    identity=1.0,
-    random=False,
-    reference="torch bilinear resize (antialiased) down to round(f * size), then back up",
-    description="Downscales and upscales back (editing: resolution loss from resizing).",
-    tags=("editing",),
-    bounds=(0.0, 1.0),
-    open_bounds=(True, False),  # a side ratio of 0 leaves no image
-)
 def rescale(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     h, w = images.shape[-2:]
     small = _resize(images, max(round(h * value), 1), max(round(w * value), 1))
     return _resize(small, h, w).clamp(0.0, 1.0)
 
 
-@register(
-    "crop_resize",
-    param="central crop fraction (side ratio in (0, 1]; 1 = unchanged)",
-    severities=(0.9, 0.8, 0.7, 0.6, 0.5),
-    identity=1.0,
-    random=False,
-    reference="central crop of round(f * side) then antialiased bilinear resize back (torchvision center_crop + resize)",
-    description="Crops the centre and enlarges it back to full size (editing: zoom-in crop).",
-    tags=("editing",),
-    bounds=(0.0, 1.0),
-    open_bounds=(True, False),  # a crop of side 0 leaves no image
-)
 def crop_resize(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     h, w = images.shape[-2:]
     ch, cw = max(round(h * value), 1), max(round(w * value), 1)
@@ -165,17 +107,6 @@ def crop_resize(images: torch.Tensor, value: float, generator: torch.Generator) 
     return _resize(images[..., top : top + ch, left : left + cw], h, w).clamp(0.0, 1.0)
 
 
-@register(
-    "rotate",
-    param="rotation angle (degrees, counter-clockwise)",
-    severities=(2.0, 5.0, 10.0, 15.0, 25.0),
-    identity=0.0,
-    random=False,
-    reference="torchvision rotate (bilinear, about the centre, same size, corners filled black)",
-    description="Rotates about the centre; uncovered corners become black (editing: straighten/tilt).",
-    tags=("editing",),
-    bounds=(-180.0, 180.0),  # every rotation once (both ends are the same half turn)
-)
 def rotate(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     n, _, h, w = images.shape
     t = -math.radians(value)  # affine_grid's y axis points down: negate for counter-clockwise

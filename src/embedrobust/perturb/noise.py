@@ -7,39 +7,13 @@ import math
 
 import torch
 
-from .registry import register
 
 
-@register(
-    "gaussian_noise",
-    param="noise standard deviation sigma (in [0, 1] pixel units)",
-    severities=(0.08, 0.12, 0.18, 0.26, 0.38),
-    identity=0.0,
-    random=True,
-    reference="ImageNet-C gaussian_noise: clip(x + N(0, c^2), 0, 1)",
-    description="Adds i.i.d. Gaussian noise to every pixel and channel.",
-    tags=("imagenet-c",),
-    bounds=(0.0, math.inf),
-    domain_note="any sigma is defined: the result is clipped to [0, 1], so large sigmas approach binary noise",
-)
 def gaussian_noise(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
     return noise.mul_(value).add_(images).clamp_(0.0, 1.0)  # in place: x + c n, without temporaries
 
 
-@register(
-    "shot_noise",
-    param="photon count c per unit intensity (lower = noisier; inf = clean)",
-    severities=(60, 25, 12, 5, 3),
-    identity=math.inf,
-    random=True,
-    reference="ImageNet-C shot_noise: clip(Poisson(x * c) / c, 0, 1)",
-    description="Replaces each value by a Poisson photon count at rate x * c, rescaled by 1 / c.",
-    tags=("imagenet-c",),
-    bounds=(0.0, math.inf),
-    open_bounds=(True, False),  # c = 0 divides by zero; c = inf is the identity (no noise)
-    domain_note="the photon count falls towards 0 as noise grows; inf, no noise, is the identity",
-)
 def shot_noise(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     if math.isinf(value):
         return images.clone()
@@ -155,35 +129,12 @@ def poisson_scaled(images: torch.Tensor, c: float, generator: torch.Generator) -
 _POISSON_CHUNK = 1 << 18
 
 
-@register(
-    "impulse_noise",
-    param="fraction of values replaced (salt or pepper, equally likely)",
-    severities=(0.03, 0.06, 0.09, 0.17, 0.27),
-    identity=0.0,
-    random=True,
-    reference="ImageNet-C impulse_noise: skimage.util.random_noise(x, mode='s&p', amount=c)",
-    description="Sets a fraction of values (per channel) to 0 or 1 with equal probability.",
-    tags=("imagenet-c",),
-    bounds=(0.0, 1.0),
-)
 def impulse_noise(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     # one uniform per value: u < c/2 is salt, c/2 <= u < c pepper (each with probability c/2, as the reference)
     u = torch.rand(images.shape, generator=generator, device=images.device)
     return images.masked_fill(u < value, 0.0).masked_fill_(u < 0.5 * value, 1.0)
 
 
-@register(
-    "speckle_noise",
-    param="standard deviation c of multiplicative Gaussian noise",
-    severities=(0.15, 0.2, 0.35, 0.45, 0.6),
-    identity=0.0,
-    random=True,
-    reference="ImageNet-C speckle_noise: clip(x + x * N(0, c^2), 0, 1)",
-    description="Adds Gaussian noise proportional to each value.",
-    tags=("imagenet-c-extra",),
-    bounds=(0.0, math.inf),
-    domain_note="any c is defined: the result is clipped to [0, 1], so large c push values to 0 or 1",
-)
 def speckle_noise(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
     return noise.mul_(images).mul_(value).add_(images).clamp_(0.0, 1.0)  # in place: x + (x n) c

@@ -23,15 +23,18 @@ are (``TABLES`` lists the tables and the families each covers).
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..errors import EmbedRobustError, unknown_name
 
-PerturbFn = Callable[..., torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+PerturbFn = Callable[..., "torch.Tensor"]
 
 REFERENCE_SIZE = 224  # ImageNet-C's image side; spatial parameters are defined at this size
 DEFAULT_TABLE = "imagenet-c"
@@ -43,12 +46,32 @@ class PerturbationValueError(EmbedRobustError, ValueError):
 
 
 @dataclass(frozen=True)
+class Implementation:
+    """A family's function named by where it lives, ``"module:function"``, imported on its first call: the
+    catalog's metadata is read by stages that never perturb an image, and the functions import torch."""
+
+    target: str
+
+    def resolve(self) -> PerturbFn:
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def __call__(self, *args, **kwargs):
+        return self.resolve()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:  # what inspect.signature reads: the function's own options
+        return inspect.signature(self.resolve())
+
+
+@dataclass(frozen=True)
 class Perturbation:
     """One perturbation family.
 
     Attributes:
         name: registry key, e.g. ``"jpeg_compression"``.
-        fn: the batched function ``fn(images, value, generator)`` (spatial families also take ``scale=``).
+        fn: the batched function ``fn(images, value, generator)`` (spatial families also take ``scale=``); the
+            catalog's families hold an :class:`Implementation`, imported on first call.
         param: what ``value`` means, with its unit, e.g. ``"quality (1-100)"``.
         severities: parameter values of severities 1..5 (ImageNet-C's where it defines them).
         identity: the value that leaves an image unchanged, or None where none does (lossy codecs).
@@ -66,6 +89,8 @@ class Perturbation:
         spatial: whether ``fn`` accepts ``scale=`` (pixel-unit parameters multiplied by it).
         scale: the spatial scale bound into this instance (1 = ImageNet-C's 224 px parameters).
         needs_encoder: whether ``fn`` also takes ``encoder=`` (attacks); ``embed.run.bind_perturbations`` binds it.
+        options: the keyword options of ``fn`` that params may set (``perturbations.families.<name>.options``);
+            ``scale``, ``table`` and ``encoder`` are bound by the pipeline, not by params.
         table: the severity table bound into this instance (``with_table``): ImageNet-C's by default.
     """
 
@@ -87,6 +112,7 @@ class Perturbation:
     scale: float = 1.0
     needs_encoder: bool = False
     table: str = "imagenet-c"
+    options: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.open_bounds is None:
@@ -104,6 +130,8 @@ class Perturbation:
                 f"{self.name}: value {value:g} is outside {self.domain} ({self.param}); choose a value in range"
             )
         if generator is None:
+            import torch
+
             generator = torch.Generator(device=images.device).manual_seed(0)
         if self.identity is not None and math.isclose(value, self.identity):
             return images.clone()
@@ -193,8 +221,31 @@ def _checked_domain(p: Perturbation) -> Perturbation:
     return p
 
 
-def register(
+def declare(name: str, *, impl: str, **meta) -> Perturbation:
+    """Register the family ``name`` whose function is ``impl`` (``"module:function"``, imported on first call),
+    with the metadata of :func:`register`; the catalog declares every built-in family this way."""
+    return _register(name, Implementation(impl), **meta)
+
+
+def register(name: str, **meta) -> Callable[[PerturbFn], PerturbFn]:
+    """Decorator that registers ``fn`` under ``name``, for families defined outside the catalog.
+
+    Metadata: ``param``, ``severities``, ``identity``, ``random``, ``reference``, ``description`` (required);
+    ``tags``, ``unit``, ``bounds``, ``open_bounds``, ``integer``, ``domain_note``, ``spatial``, ``needs_encoder``,
+    ``options``.
+    Severity-unit families get bounds [0, 5] by default; natural-unit families must give theirs.
+    """
+
+    def deco(fn: PerturbFn) -> PerturbFn:
+        _register(name, fn, **meta)
+        return fn
+
+    return deco
+
+
+def _register(
     name: str,
+    fn: PerturbFn,
     *,
     param: str,
     severities: Sequence[float],
@@ -209,38 +260,34 @@ def register(
     integer: bool = False,
     domain_note: str = "",
     spatial: bool = False,
-) -> Callable[[PerturbFn], PerturbFn]:
-    """Decorator that registers ``fn`` under ``name``.
-
-    Severity-unit families get bounds [0, 5] by default; natural-unit families must give theirs.
-    """
-
-    def deco(fn: PerturbFn) -> PerturbFn:
-        if name in _REGISTRY:
-            raise ValueError(f"perturbation {name!r} registered twice")
-        if bounds is None and unit != "severity":
-            raise ValueError(f"perturbation {name!r}: a natural-unit family needs bounds (its valid values)")
-        b = bounds if bounds is not None else (0.0, 5.0)
-        _REGISTRY[name] = _checked_domain(Perturbation(
-            name=name,
-            fn=fn,
-            param=param,
-            severities=tuple(float(s) for s in severities),
-            identity=identity,
-            random=random,
-            reference=reference,
-            description=description,
-            tags=tuple(tags),
-            unit=unit,
-            bounds=b,
-            open_bounds=open_bounds,
-            integer=integer,
-            domain_note=domain_note,
-            spatial=spatial,
-        ))
-        return fn
-
-    return deco
+    needs_encoder: bool = False,
+    options: Sequence[str] = (),
+) -> Perturbation:
+    if name in _REGISTRY:
+        raise ValueError(f"perturbation {name!r} registered twice")
+    if bounds is None and unit != "severity":
+        raise ValueError(f"perturbation {name!r}: a natural-unit family needs bounds (its valid values)")
+    b = bounds if bounds is not None else (0.0, 5.0)
+    p = _REGISTRY[name] = _checked_domain(Perturbation(
+        name=name,
+        fn=fn,
+        param=param,
+        severities=tuple(float(s) for s in severities),
+        identity=identity,
+        random=random,
+        reference=reference,
+        description=description,
+        tags=tuple(tags),
+        unit=unit,
+        bounds=b,
+        open_bounds=open_bounds,
+        integer=integer,
+        domain_note=domain_note,
+        spatial=spatial,
+        needs_encoder=needs_encoder,
+        options=tuple(options),
+    ))
+    return p
 
 
 def add(p: Perturbation) -> Perturbation:

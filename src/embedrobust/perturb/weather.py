@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 from . import _ops
 from .blur import motion_blur_core
-from .registry import add_table, interp_params, register, table_rows
+from .catalog import FOG, FROST, SNOW, SPATTER
+from .registry import interp_params, table_rows
 
-_SEVERITY = "severity in [0, 5] (0 = identity; integers = ImageNet-C's parameter tuples)"
 _GREY = (0.299, 0.587, 0.114)  # OpenCV COLOR_RGB2GRAY
 
 
@@ -31,21 +31,6 @@ def _fade_in(images, value, corrupt):
 
 
 # --- snow ---------------------------------------------------------------------------------------------------
-# (loc, scale, zoom, threshold, blur radius, blur sigma, blend)
-SNOW = (
-    (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
-    (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
-    (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
-    (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
-    (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
-)
-add_table("cifar10-c", "snow", (
-    (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
-    (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
-    (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
-    (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
-    (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
-))
 
 
 def snow_core(images: torch.Tensor, params, field: torch.Tensor, angles: torch.Tensor,
@@ -76,19 +61,6 @@ def snow_core(images: torch.Tensor, params, field: torch.Tensor, angles: torch.T
     return (x + layer + layer.flip(-1, -2)).clamp_(0.0, 1.0)
 
 
-@register(
-    "snow",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
-    random=True,
-    reference="ImageNet-C snow (imagecorruptions 1.1.2's motion blur): zoomed thresholded Gaussian flakes, "
-    "streaked at U(-135, -45) degrees, added twice (rotated 180), over a brightened image",
-    description="Adds falling snow flakes and brightens the image.",
-    tags=("imagenet-c",),
-    unit="severity",
-    spatial=True,
-)
 def snow(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0,
          table: str = "imagenet-c") -> torch.Tensor:
     rows = table_rows("snow", table, SNOW)
@@ -104,7 +76,6 @@ def snow(images: torch.Tensor, value: float, generator: torch.Generator, scale: 
 
 
 # --- frost --------------------------------------------------------------------------------------------------
-FROST = ((1.0, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75))  # out = a x + b frost
 # The reference's frost1..5 (frost6 is never drawn: np.random.randint(5)); original (height, width).
 FROST_FILES = ("frost1.jpg", "frost2.jpg", "frost3.jpg", "frost4.jpg", "frost5.jpg")
 FROST_SIZES = ((600, 900), (315, 560), (315, 560), (350, 527), (495, 660))
@@ -147,19 +118,6 @@ def frost_core(images: torch.Tensor, params, idx: torch.Tensor, u: torch.Tensor,
     return frost.mul_(b).add_(images, alpha=a).clamp_(0.0, 1.0)  # a x + b frost, in place
 
 
-@register(
-    "frost",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
-    random=True,
-    reference="ImageNet-C frost: a x + b frost_k, random texture k of 5 and random crop; (a, b) "
-    + " ".join(str(c) for c in FROST) + "; textures from imagecorruptions (Apache-2.0), half size",
-    description="Overlays a frost texture (ice on a lens or window).",
-    tags=("imagenet-c",),
-    unit="severity",
-    spatial=True,
-)
 def frost(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0) -> torch.Tensor:
     n = images.shape[0]
     idx = torch.randint(0, 5, (n,), generator=generator, device=images.device).cpu()
@@ -169,8 +127,6 @@ def frost(images: torch.Tensor, value: float, generator: torch.Generator, scale:
 
 
 # --- fog ----------------------------------------------------------------------------------------------------
-FOG = ((1.5, 2.0), (2.0, 2.0), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4))  # (strength, wibble decay)
-add_table("cifar10-c", "fog", ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)))
 
 
 def plasma_fractal(n: int, mapsize: int, decay: float, uniform, device=None, dtype=torch.float64) -> torch.Tensor:
@@ -215,18 +171,6 @@ def fog_core(images: torch.Tensor, strength: float, fractal: torch.Tensor) -> to
     return (images + haze).mul_(mx / (mx + strength)).clamp_(0.0, 1.0)
 
 
-@register(
-    "fog",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
-    random=True,
-    reference="ImageNet-C fog: plasma fractal (diamond-square) haze; (strength, decay) "
-    + " ".join(str(c) for c in FOG),
-    description="Adds a fractal haze and lowers contrast.",
-    tags=("imagenet-c",),
-    unit="severity",
-)
 def fog(images: torch.Tensor, value: float, generator: torch.Generator, table: str = "imagenet-c") -> torch.Tensor:
     rows = table_rows("fog", table, FOG)
     strength, decay = interp_params(rows, (0.0, rows[0][1]), value)
@@ -238,21 +182,6 @@ def fog(images: torch.Tensor, value: float, generator: torch.Generator, table: s
 
 
 # --- spatter ------------------------------------------------------------------------------------------------
-# (loc, scale, sigma, threshold, strength or mud sigma, mud?)
-SPATTER = (
-    (0.65, 0.3, 4, 0.69, 0.6, 0),
-    (0.65, 0.3, 3, 0.68, 0.6, 0),
-    (0.65, 0.3, 2, 0.68, 0.5, 0),
-    (0.65, 0.3, 1, 0.65, 1.5, 1),
-    (0.67, 0.4, 1, 0.65, 1.5, 1),
-)
-add_table("cifar10-c", "spatter", (
-    (0.62, 0.1, 0.7, 0.7, 0.5, 0),
-    (0.65, 0.1, 0.8, 0.7, 0.5, 0),
-    (0.65, 0.3, 1, 0.69, 0.5, 0),
-    (0.65, 0.1, 0.7, 0.69, 0.6, 1),
-    (0.65, 0.1, 0.5, 0.68, 0.6, 1),
-))
 
 
 def _conv3(x: torch.Tensor, k: torch.Tensor, mode: str = "mirror") -> torch.Tensor:
@@ -362,19 +291,6 @@ def spatter_core(images: torch.Tensor, params, field: torch.Tensor, scale: float
     return torch.addcmul(x, m, color).clamp_(0.0, 1.0).to(images.dtype)
 
 
-@register(
-    "spatter",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
-    random=True,
-    reference="ImageNet-C spatter: water drops (Canny, distance transform, emboss; severities 1-3) or mud "
-    "(4-5); OpenCV steps ported to torch (exact Euclidean distance instead of the 5x5 chamfer)",
-    description="Splashes water drops or mud on the image.",
-    tags=("imagenet-c-extra",),
-    unit="severity",
-    spatial=True,
-)
 def spatter(images: torch.Tensor, value: float, generator: torch.Generator, scale: float = 1.0,
             table: str = "imagenet-c") -> torch.Tensor:
     rows = table_rows("spatter", table, SPATTER)

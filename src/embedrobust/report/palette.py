@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import seaborn as sns
-
-# colour-blind-safe; ten models before a colour repeats
-_MODEL_COLOURS = sns.color_palette("colorblind", 10).as_hex()
-# a qualitative set unlike the model palette, then a darker one for grids of more than eight families
-_FAMILY_COLOURS = sns.color_palette("Set2", 8).as_hex() + sns.color_palette("Dark2", 8).as_hex()
+# The palettes as hex codes, not read from seaborn at import: importing seaborn (scipy, its stats) took a second
+# of the report's start-up for these constants. tests/report checks them against seaborn.
+# seaborn's "colorblind" (colour-blind-safe); ten models before a colour repeats
+_MODEL_COLOURS = ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494", "#ece133",
+                  "#56b4e9"]
+# ColorBrewer's "Set2", a qualitative set unlike the model palette, then "Dark2" for grids of over eight families
+_FAMILY_COLOURS = ["#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f", "#e5c494", "#b3b3b3",
+                   "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"]
 POOLED_COLOUR = "#222222"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*", "h", "p")
 

@@ -22,10 +22,7 @@ from torch import Tensor
 
 from ..errors import AttackError
 from .features import patch_tokens, pooled_features
-
-EPS = 8 / 255
-STEPS = 20
-STEP_SIZE = 2 / 255
+from .options import EPS, STEP_SIZE, STEPS
 
 Objective = Callable[[Tensor, int], Tensor]
 

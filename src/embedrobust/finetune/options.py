@@ -1,0 +1,122 @@
+"""The fine-tuning options as data: every key of the ``finetune`` section with its default, the methods, and the
+checks that turn a params section into a trainer config. Config validation and the report read them without
+importing torch (the trainer's modules do).
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..perturb import get_perturbation, with_table
+from ..perturb.registry import DEFAULT_TABLE, PerturbationValueError
+
+ROBUSTNESS_KINDS = ("meb", "max", "mean")  # the spread of an image's views (losses.robustness_loss)
+METHODS = ("paper", "deacl", "grace", "subspace")
+UTILITIES = ("cosine", "whitened")
+
+#: Every key of the ``finetune`` config section with its default (see the package docstring for meanings).
+DEFAULTS: dict = {
+    "base": None,
+    "method": "paper",
+    "alpha": 1.0,
+    "utility": "cosine",
+    "families": None,
+    "table": "imagenet-c",  # severity table of the families (params perturbations.table)
+    "per_family": False,
+    "views": 2,
+    "sample_per": "image",
+    "robustness": "meb",
+    "steps": 100,
+    "lr": 1e-4,
+    "weight_decay": 0.0,
+    "grad_clip": None,
+    "batch_size": 32,
+    "train_blocks": None,
+    "lora_rank": 0,
+    "lora_alpha": None,
+    "lora_targets": ["attn", "mlp"],
+    "seed": 0,
+    "amp": True,
+    "task_weight": 0.0,
+    "logit_scale": 100.0,
+    "templates": "simple",
+    "deacl_k": 2.0,
+    "pgd_eps": 4 / 255,
+    "pgd_steps": 5,
+    "pgd_step": None,
+    "grace_rho": 0.05,
+    "grace_scaling": "weight",
+    "grace_eta": 0.01,
+    "subspace_k": 4,
+    "checkpoint_every": 0,
+}
+
+
+_POSITIVE = ("batch_size", "views", "subspace_k")
+
+
+def resolve_config(cfg: dict | None) -> dict:
+    """``cfg`` with defaults filled in and checked; unknown keys raise ConfigError."""
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(f"finetune: unknown key(s) {unknown}; known keys: {', '.join(DEFAULTS)}")
+    out = {**DEFAULTS, **cfg}
+    if out["method"] not in METHODS:
+        raise ConfigError(f"finetune.method must be one of {', '.join(METHODS)}, got {out['method']!r}")
+    if out["robustness"] not in ROBUSTNESS_KINDS:
+        raise ConfigError(f"finetune.robustness must be one of {', '.join(ROBUSTNESS_KINDS)}, "
+                          f"got {out['robustness']!r}")
+    if out["utility"] not in UTILITIES:
+        raise ConfigError(f"finetune.utility must be one of {', '.join(UTILITIES)}, got {out['utility']!r}")
+    if out["grace_scaling"] not in ("weight", "fisher"):
+        raise ConfigError(f"finetune.grace_scaling must be 'weight' or 'fisher', got {out['grace_scaling']!r}")
+    for key in ("steps", "batch_size", "views", "pgd_steps", "subspace_k"):
+        if not isinstance(out[key], int) or isinstance(out[key], bool) or out[key] < (key in _POSITIVE):
+            kind = "a positive" if key in _POSITIVE else "a non-negative"
+            raise ConfigError(f"finetune.{key} must be {kind} integer, got {out[key]!r}")
+    if out["lora_rank"] and out["train_blocks"] is not None:
+        raise ConfigError("finetune: give lora_rank or train_blocks, not both (LoRA adapts every block)")
+    return out
+
+
+
+def resolve_families(spec, table: str = DEFAULT_TABLE) -> dict[str, tuple[float, ...] | tuple[str, float, float]]:
+    """Family name -> its levels (discrete values) or ``("range", lo, hi)`` (uniform in [lo, hi]).
+
+    ``spec`` is a list of names (each at severity 1-5 values) or a mapping name -> ``{levels: [...]}`` |
+    ``{severities: [1..5]}`` | ``{range: [lo, hi]}`` | None (severities 1-5), the same form as
+    ``perturbations.families`` in params; severities read the severity table ``table`` (``with_table``).
+    """
+    if isinstance(spec, (list, tuple)):
+        spec = {name: None for name in spec}
+    if not isinstance(spec, dict) or not spec:
+        raise ConfigError("finetune.families must be a non-empty list of perturbation names or a mapping "
+                          "name -> {levels|severities|range}; e.g. families: [gaussian_noise, jpeg_compression]")
+    out: dict = {}
+    for name, fam in spec.items():
+        try:
+            p = get_perturbation(name)
+        except KeyError as exc:
+            raise ConfigError(f"finetune.families.{name}: {exc}") from None
+        fam = fam or {}
+        if "levels" not in fam and "range" not in fam:
+            try:
+                p = with_table(name, table)
+            except PerturbationValueError as exc:
+                fix = "give its levels instead" if p.unit == "natural" else "drop it"
+                raise ConfigError(f"finetune.families.{name}: {exc}; {fix}, or drop perturbations.table") from None
+        if "range" in fam:
+            lo, hi = (float(v) for v in fam["range"])
+            if not (p.bounds[0] <= lo <= hi <= p.bounds[1]):
+                raise ConfigError(f"finetune.families.{name}.range [{lo:g}, {hi:g}] must be ordered and inside "
+                                  f"[{p.bounds[0]:g}, {p.bounds[1]:g}] ({p.param})")
+            out[name] = ("range", lo, hi)
+        elif "levels" in fam:
+            out[name] = tuple(float(v) for v in fam["levels"])
+        elif "severities" in fam:
+            out[name] = tuple(p.levels(fam["severities"]))
+        else:
+            out[name] = tuple(p.severities)
+        if not out[name]:
+            raise ConfigError(f"finetune.families.{name}: no levels given; list at least one")
+    return out
