@@ -177,6 +177,14 @@ def test_family_options_are_checked_against_the_function(tiny_config):
         validate(tiny_config)
 
 
+@pytest.mark.parametrize("option", ["scale", "table", "encoder"])
+def test_options_the_pipeline_binds_are_not_params_options(tiny_config, option):
+    """scale comes from the image size, table from perturbations.table, encoder from the embed stage."""
+    tiny_config["perturbations"]["families"]["defocus_blur"] = {"severities": [1], "options": {option: 1}}
+    with pytest.raises(ConfigError, match="defocus_blur.options: defocus_blur takes no options"):
+        validate(tiny_config)
+
+
 @pytest.mark.parametrize("edit, match", [
     (lambda c: c["dense"].update(models=["vt"]), "dense.models: unknown model 'vt'. Did you mean 'vit'"),
     (lambda c: c["dense"].update(families=["contrast"]), "not a family of the perturbation grid"),
