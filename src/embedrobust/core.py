@@ -1,14 +1,21 @@
-"""What every layer shares: a cell of the perturbation grid (:class:`Condition`) and the canonical JSON / hash of
-a config, by which stages key their caches. Imports nothing of the package, so library code can use it without
-reaching up into the pipeline's config."""
+"""What every layer shares: a cell of the perturbation grid (:class:`Condition`), the canonical JSON / hash of
+a config, by which stages key their caches, and the one network probe (:func:`reachable`). Imports nothing of
+the package, so library code can use it without reaching up into the pipeline's config."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
+
+#: Seconds the network probe waits for a server before a fetch fails fast as offline.
+PROBE_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -38,3 +45,30 @@ def canonical_json(obj: Any) -> str:
 def sha256(obj: Any) -> str:
     """Hex SHA-256 of ``obj``'s canonical JSON."""
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
+def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether the server of ``url`` answers an HTTP HEAD request at its root within ``timeout`` seconds.
+
+    Any status below 500 counts (a 403 or 404 for the root is still a server); a 5xx is often a proxy refusing the
+    host, and a DNS failure or a refused or silent connection is no answer. A bare TCP connect is not enough:
+    sandboxes and proxies accept connections they never serve. The request runs in a daemon thread because a
+    stalled DNS lookup ignores socket timeouts.
+    """
+    parts = urllib.parse.urlsplit(url)
+    root = f"{parts.scheme}://{parts.netloc}/"
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(root, method="HEAD"), timeout=timeout)
+            answer.append(True)
+        except urllib.error.HTTPError as err:
+            answer.append(err.code < 500)
+        except Exception:  # URLError, timeouts, resets, a malformed URL: no answer
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(answer and answer[0])

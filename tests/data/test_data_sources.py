@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from embedrobust.core import reachable
 from embedrobust.data import class_names, fetch_dataset, list_sources, load_image, read_index, sources
 from embedrobust.errors import DataError, OfflineError, UnknownNameError
 
@@ -250,7 +251,7 @@ def test_imagefolder_missing_dir(tmp_path):
 
 def test_torchvision_offline_fails_fast(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(sources, "network_available", lambda url, timeout=3.0: calls.append(url) or False)
+    monkeypatch.setattr(sources, "reachable", lambda url, timeout=3.0: calls.append(url) or False)
     start = time.perf_counter()
     with pytest.raises(OfflineError) as info:
         fetch_dataset("c", {"source": "torchvision", "name": "CIFAR10", "root": str(tmp_path / "root")}, tmp_path, 0)
@@ -261,7 +262,7 @@ def test_torchvision_offline_fails_fast(tmp_path, monkeypatch):
 
 
 def test_torchvision_download_false_never_touches_network(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "network_available", lambda *a, **k: pytest.fail("network checked"))
+    monkeypatch.setattr(sources, "reachable", lambda *a, **k: pytest.fail("network checked"))
     cfg = {"source": "torchvision", "name": "CIFAR10", "root": str(tmp_path), "download": False}
     with pytest.raises(OfflineError, match="download: false"):
         fetch_dataset("c", cfg, tmp_path / "out", 0)
@@ -278,7 +279,7 @@ def test_network_check_gives_up_on_a_silent_server():
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         start = time.perf_counter()
-        assert sources.network_available(f"http://127.0.0.1:{server.getsockname()[1]}/x.tar.gz", timeout=0.5) is False
+        assert reachable(f"http://127.0.0.1:{server.getsockname()[1]}/x.tar.gz", timeout=0.5) is False
         assert time.perf_counter() - start < 3
 
 
@@ -286,23 +287,7 @@ def test_network_check_refused_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again before the check: nothing listens there
-    assert sources.network_available(f"http://127.0.0.1:{port}/", timeout=0.5) is False
-
-
-def test_network_check_any_http_answer_counts():
-    class NotFound(http.server.BaseHTTPRequestHandler):
-        def do_HEAD(self):
-            self.send_response(404)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    with http.server.HTTPServer(("127.0.0.1", 0), NotFound) as server:
-        thread = threading.Thread(target=server.handle_request)
-        thread.start()
-        assert sources.network_available(f"http://127.0.0.1:{server.server_address[1]}/a/b", timeout=2) is True
-        thread.join()
+    assert reachable(f"http://127.0.0.1:{port}/", timeout=0.5) is False
 
 
 def test_torchvision_unknown_name(tmp_path):
@@ -348,3 +333,21 @@ def test_torchvision_subsample_per_class(tmp_path):
     fetch_dataset("m", cfg, tmp_path / "out", 0)
     index = read_index(tmp_path / "out")
     assert index.groupby(["split", "label"]).size().tolist() == [2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("status, answered", [(404, True), (403, True), (502, False)])
+def test_network_check_counts_any_status_below_500(status, answered):
+    """A 404 for the root is still a server; a 502 is a proxy refusing the host, so the fetch fails fast as offline."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(status)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.HTTPServer(("127.0.0.1", 0), Handler) as server:
+        thread = threading.Thread(target=server.handle_request)
+        thread.start()
+        assert reachable(f"http://127.0.0.1:{server.server_address[1]}/a/b", timeout=2) is answered
+        thread.join()

@@ -65,7 +65,7 @@ def test_torchvision_md5_checks_reject_generated_files_with_the_fix(tmp_path, na
 
 
 def test_torchvision_md5_mismatch_offline_names_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "network_available", lambda url, timeout=3.0: False)
+    monkeypatch.setattr(sources, "reachable", lambda url, timeout=3.0: False)
     root = write_cifar10(tmp_path / "tv", n_per_class=1)
     with pytest.raises(OfflineError, match="do not match torchvision's md5 sums.*check_integrity: false"):
         fetch_dataset("d", _tv_cfg("CIFAR10", root, download=True), tmp_path / "out", 0)

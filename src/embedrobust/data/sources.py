@@ -17,8 +17,6 @@ import os
 import re
 import shutil
 import socket
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..core import reachable
 from ..errors import ConfigError, DataError, OfflineError, unknown_name
 from .decode import load_image, resize_crop
 from .index import write_index
@@ -50,7 +49,6 @@ SKIMAGE_PHOTOS = {
     "retina": ("retina.jpg", "retina"),
     "immunohistochemistry": ("ihc.png", "tissue"),
 }
-CONNECT_TIMEOUT_S = 3.0
 DOWNLOAD_TIMEOUT_S = 60.0  # per socket operation, not for the whole download
 # wnid -> CLIP's ImageNet class name, generated from timm + open_clip by assets/make_imagenet_classes.py
 IMAGENET_CLASSES_FILE = Path(__file__).parent / "assets" / "imagenet_classes.tsv"
@@ -347,23 +345,6 @@ TORCHVISION_SPLITS: dict[str, tuple[dict, dict]] = {
 }
 
 
-def network_available(url: str, timeout: float = CONNECT_TIMEOUT_S) -> bool:
-    """Whether ``url``'s server answers an HTTP HEAD request within ``timeout`` seconds.
-
-    Any HTTP answer counts (even 403/404 for the server root); a DNS failure, a refused or silent connection
-    does not. A bare TCP connect is not enough: sandboxes and proxies may accept connections they never serve.
-    """
-    parsed = urlparse(url)
-    root = f"{parsed.scheme}://{parsed.netloc}/"
-    try:
-        with urllib.request.urlopen(urllib.request.Request(root, method="HEAD"), timeout=timeout):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except (OSError, ValueError):  # URLError, timeouts and resets are OSErrors
-        return False
-
-
 def _download_url(cls: type) -> str:
     url = getattr(cls, "url", None) or getattr(cls, "_URL", None)
     if not url and getattr(cls, "mirrors", None):
@@ -438,7 +419,7 @@ def _torchvision_split(
         )
     if not download:
         raise error(f"dataset {name!r}: torchvision {cls.__name__} {state} (download: false). {hint}")
-    if not network_available(url):
+    if not reachable(url):
         raise OfflineError(
             f"dataset {name!r}: torchvision {cls.__name__} {state} and cannot be downloaded "
             f"({urlparse(url).hostname} is unreachable). {hint}"

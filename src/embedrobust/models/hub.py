@@ -9,15 +9,14 @@ once at import), so a test or a job script can point HF_HOME at another cache af
 from __future__ import annotations
 
 import os
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from embedrobust.core import reachable
 from embedrobust.errors import DataError, OfflineError
 
-PROBE_TIMEOUT_S = 3.0
 _TRUE = {"1", "on", "yes", "true"}
 
 
@@ -38,28 +37,6 @@ def hf_offline() -> bool:
 
 def hf_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-
-
-def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """Whether an HTTP(S) server answers at ``url`` within ``timeout`` seconds (any status below 500 counts).
-
-    Runs in a daemon thread because a stalled DNS lookup ignores socket timeouts.
-    """
-    answer: list[bool] = []
-
-    def probe() -> None:
-        try:
-            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout)
-            answer.append(True)
-        except urllib.error.HTTPError as err:
-            answer.append(err.code < 500)  # 4xx: the server answered; 5xx: often a proxy refusing the host
-        except Exception:
-            answer.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout + 0.5)
-    return bool(answer and answer[0])
 
 
 def offline_message(what: str, reason: str, warm_cache: str, cache: Path | None = None) -> str:
