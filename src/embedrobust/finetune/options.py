@@ -50,7 +50,6 @@ DEFAULTS: dict = {
     "checkpoint_every": 0,
 }
 
-
 _POSITIVE = ("batch_size", "views", "subspace_k")
 
 
@@ -77,7 +76,6 @@ def resolve_config(cfg: dict | None) -> dict:
     if out["lora_rank"] and out["train_blocks"] is not None:
         raise ConfigError("finetune: give lora_rank or train_blocks, not both (LoRA adapts every block)")
     return out
-
 
 
 def resolve_families(spec, table: str = DEFAULT_TABLE) -> dict[str, tuple[float, ...] | tuple[str, float, float]]:

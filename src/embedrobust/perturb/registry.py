@@ -23,6 +23,7 @@ are (``TABLES`` lists the tables and the families each covers).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import math
@@ -45,6 +46,13 @@ class PerturbationValueError(EmbedRobustError, ValueError):
     """A perturbation was called with a parameter value outside its valid range."""
 
 
+@functools.cache
+def _resolve(target: str) -> PerturbFn:
+    """The function at ``"module:function"``, imported once (a family is called once per batch)."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 @dataclass(frozen=True)
 class Implementation:
     """A family's function named by where it lives, ``"module:function"``, imported on its first call: the
@@ -53,8 +61,7 @@ class Implementation:
     target: str
 
     def resolve(self) -> PerturbFn:
-        module, _, name = self.target.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return _resolve(self.target)
 
     def __call__(self, *args, **kwargs):
         return self.resolve()(*args, **kwargs)
