@@ -12,7 +12,7 @@ SNAKEMAKE := snakemake --workflow-profile workflow/profiles/default --cores all
 # `make share CONFIG="config/full_study.yaml"`: the --configfile files of the run to share (empty: params.yaml).
 CONFIG ?=
 
-.PHONY: setup demo test full ssl share pull rehearsal gpu-check clean-demo
+.PHONY: setup demo test generate full ssl share pull rehearsal gpu-check clean-demo
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ TEST_WORKERS ?= 2
 test: $(STAMP)
 	ruff check src tests benchmarks
 	pytest -n $(TEST_WORKERS)
+
+# dvc.yaml and the stage table of docs/ARCHITECTURE.md, written from the stage manifest (src/embedrobust/manifest.py)
+# after an edit to it (`make test` fails while they are not current).
+generate: $(STAMP)
+	python -m embedrobust.generate
 
 # A study config is the whole config of its run (the Snakefile reads params.yaml only when no --configfile is
 # given). The target comes first: --configfile takes every word after it as another config file.

@@ -15,15 +15,7 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/fetch.smk"
-include: "workflow/rules/finetune.smk"
-include: "workflow/rules/embed.smk"
-include: "workflow/rules/metrics.smk"
-include: "workflow/rules/downstream.smk"
-include: "workflow/rules/regression.smk"
-include: "workflow/rules/attack.smk"
-include: "workflow/rules/text_robustness.smk"
-include: "workflow/rules/report.smk"
+include: "workflow/rules/stages.smk"
 
 
 rule all:

@@ -99,7 +99,8 @@ def test_no_import_cycles():
 
 LIBRARY = ("perturb", "metrics", "models", "data", "downstream", "regression", "attack", "finetune", "embed",
            "textperturb")
-PIPELINE = ("embedrobust.config", "embedrobust.stages", "embedrobust.cli", "embedrobust.report", "embedrobust.plan")
+PIPELINE = ("embedrobust.config", "embedrobust.stages", "embedrobust.cli", "embedrobust.report", "embedrobust.plan",
+            "embedrobust.manifest", "embedrobust.paths", "embedrobust.generate")
 
 
 def test_library_packages_never_import_the_pipeline_layer():

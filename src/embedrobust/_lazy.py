@@ -25,7 +25,7 @@ def lazy_exports(package: str, exports: dict[str, str]) -> tuple[Callable[[str],
     if clash:
         raise ValueError(f"{package}: exports {clash} share their submodule's name; rename the submodule")
     namespace = importlib.import_module(package).__dict__
-    namespace["__lazy_exports__"] = dict(exports)  # read by tests/test_dvc_deps.py: which module a name runs
+    namespace["__lazy_exports__"] = dict(exports)  # which module a name runs: embedrobust.generate follows it (dvc.yaml)
 
     def __getattr__(name: str) -> object:
         module = exports.get(name)

@@ -10,24 +10,23 @@ import argparse
 import itertools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
+from . import manifest
 from .errors import EmbedRobustError
 
-STAGES = ("fetch", "finetune", "embed", "text", "metrics", "downstream", "regression", "fetch_dense", "dense",
-          "task_attack", "text_robustness", "report")
-PER_DATASET = {"fetch", "regression", "fetch_dense"}
-PER_MODEL = {"embed", "text", "metrics", "downstream", "dense", "task_attack", "text_robustness"}
-# Stages whose datasets and models come from their own section (dense, task_attack), not from datasets x models.
-PLANNED = {"fetch_dense": "dense", "dense": "dense", "task_attack": "task_attack"}
+STAGES = manifest.names()
+PER_DATASET = {s.name for s in manifest.STAGES if s.runs == "dataset"}
+PER_MODEL = {s.name for s in manifest.STAGES if s.runs == "dataset_model"}
 # Stages that compute without torch (numpy, scikit-learn, statsmodels, matplotlib): --threads has nothing to set
 # there, and importing torch to set it would add seconds to every such job.
-NO_TORCH = {"downstream", "regression", "report"}
+NO_TORCH = {s.name for s in manifest.STAGES if s.torch == "none"}
 # Stages that import torch only after opening their input, and set its threads then (--threads passed on).
-LATE_TORCH = {"metrics"}
+LATE_TORCH = {s.name for s in manifest.STAGES if s.torch == "late"}
 # Stages that split their work over forked worker processes (embedrobust.forked): --threads is their number.
-WORKERS = {"regression", "report"}
+WORKERS = {s.name for s in manifest.STAGES if s.workers}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,15 +43,20 @@ def _parser() -> argparse.ArgumentParser:
                                                                    "process may use; the output does not depend on it)")
         else:
             s.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-        if stage in PER_DATASET | PER_MODEL:
+        st = manifest.stage(stage)
+        if "dataset" in st.wildcards:
             s.add_argument("--dataset", help="dataset name (a key of params datasets, or of dense.datasets for the "
                                              "dense stages)")
-            s.add_argument("--all", action="store_true", help="every dataset (and model) in params")
-        if stage in PER_MODEL:
-            s.add_argument("--model", help="model name (a key of params models, or a fine-tuned model's name)")
-        if stage == "finetune":
-            s.add_argument("--model", help="fine-tuned model name, {base}-ft-{method}-a{alpha} (default: all)")
-            s.add_argument("--all", action="store_true", help="every fine-tuned model of the sweep (the default)")
+        if "model" in st.wildcards:
+            s.add_argument("--model", help=st.cli_help.get("model", "model name (a key of params models, or a "
+                                                                    "fine-tuned model's name)"))
+        if st.wildcards:
+            s.add_argument("--all", action="store_true",
+                           help=st.cli_help.get("all", "every dataset (and model) of the stage's plan"))
+        s.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
+                       help="an input the workflow hands the job (repeatable); checked against the stage manifest")
+        s.add_argument("--output", action="append", default=[], metavar="NAME=PATH",
+                       help="an output the workflow hands the job (repeatable); checked against the stage manifest")
         if stage == "report":
             s.add_argument("--out", type=Path, default=Path("reports/final.pdf"))
     pl = sub.add_parser("perturb", help="perturbation registry")
@@ -103,27 +107,59 @@ def _selected(kind: str, name: str | None, everything: bool, known: dict) -> lis
 
 
 def _targets(args, config: dict) -> list[dict]:
-    """Stage configs for the selected datasets/models."""
-    from .config import all_models, dense_plan, finetune_runs, stage_config, task_attack_plan
+    """Stage configs for the selected datasets/models (those of the stage's domain in the stage manifest)."""
+    from .config import stage_config, stage_domain
 
-    stage = args.command
-    if stage == "report":
-        return [stage_config(config, stage)]
-    if stage == "finetune":
-        runs = finetune_runs(config)
-        return [stage_config(config, stage, model=m) for m in _selected("fine-tuned model", args.model, args.all, runs)]
-    if stage in PLANNED:
-        plan = (dense_plan if PLANNED[stage] == "dense" else task_attack_plan)(config)
-        known_datasets = dict.fromkeys(plan["datasets"])
-        known_models = dict.fromkeys(plan["models"])
-    else:
-        known_datasets, known_models = config["datasets"], all_models(config)
-    datasets = _selected("dataset", args.dataset, args.all, known_datasets)
-    if stage in PER_DATASET:
-        return [stage_config(config, stage, dataset=d) for d in datasets]
-    models = _selected("model", args.model, args.all, known_models)
-    cfgs = [stage_config(config, stage, dataset=d, model=m) for d, m in itertools.product(datasets, models)]
+    st = manifest.stage(args.command)
+    datasets, models = stage_domain(config, st.domain)
+    chosen = {}
+    if "dataset" in st.wildcards:
+        chosen["dataset"] = _selected("dataset", args.dataset, args.all, dict.fromkeys(datasets))
+    if "model" in st.wildcards:
+        kind = "fine-tuned model" if st.domain == "finetune" else "model"
+        chosen["model"] = _selected(kind, args.model, args.all, dict.fromkeys(models))
+    cfgs = [stage_config(config, st.name, **dict(zip(chosen, combo)))
+            for combo in itertools.product(*chosen.values())]
     return [c for c in cfgs if c is not None]  # None: the stage does not apply (text for a non-CLIP model)
+
+
+def _pairs(kind: str, given: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for item in given:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise EmbedRobustError(f"--{kind} {item!r}: expected NAME=PATH")
+        out.append((name, value))
+    return out
+
+
+def _check_io(args, cfgs: list[dict]) -> None:
+    """The paths a rule hands the job (``--input``/``--output``) are the ones the stage manifest gives that job:
+    the stage reads and writes those, so a rule that disagrees would track files the stage never touches."""
+    inputs, outputs = _pairs("input", args.input), _pairs("output", args.output)
+    if not (inputs or outputs):
+        return
+    if len(cfgs) != 1:
+        raise EmbedRobustError("--input/--output describe one job; give one dataset/model (or --stage-config)")
+    st, cfg = manifest.stage(args.command), cfgs[0]
+    wildcards = {w: cfg.get(w) for w in st.wildcards}
+    expected = {k: str(v) for k, v in manifest.outputs(st.name, **wildcards).items()}  # relative to the root
+    if st.name == "report":
+        pdf = dict(outputs).get("pdf")
+        if pdf is not None:
+            args.out = Path(pdf)  # the rest is written beside the PDF
+            expected = {k: os.path.relpath(Path(pdf).parent / Path(v).name, args.root) for k, v in expected.items()}
+    for name, value in outputs:
+        if expected.get(name) != os.path.relpath(value, args.root):
+            raise EmbedRobustError(f"--output {name}={value}: the stage manifest gives {st.name}'s output "
+                                   f"{name!r} as {expected.get(name)!r} for this job; the workflow's rule and "
+                                   f"embedrobust.manifest disagree (regenerate, or fix the rule)")
+    names = {i.name for i in st.inputs}
+    for name, value in inputs:
+        rel = os.path.relpath(value, args.root)
+        if name not in names or not manifest.input_pattern(st.name, name, wildcards).fullmatch(rel):
+            raise EmbedRobustError(f"--input {name}={value}: not an input {st.name} reads for this job (its "
+                                   f"inputs are {', '.join(sorted(names)) or 'none'}; see embedrobust.manifest)")
 
 
 def _run_stage(args) -> None:
@@ -138,21 +174,22 @@ def _run_stage(args) -> None:
         cfgs = [json.loads(args.stage_config)]
     else:
         cfgs = _targets(args, load_params(args.params, root=args.root))
-    if args.command in stages.DECLARED_DIRS:
-        stages.DECLARED_DIRS[args.command](args.root).mkdir(parents=True, exist_ok=True)
+    _check_io(args, cfgs)
+    declared = manifest.declared_dirs().get(args.command)
+    if declared:
+        (args.root / declared).mkdir(parents=True, exist_ok=True)
+    st, kwargs = manifest.stage(args.command), {}
+    if st.progress:
+        kwargs["progress"] = not args.no_progress
+    if st.workers:
+        kwargs["workers"] = args.threads  # 0: every CPU the process may use (the stage counts them)
+    if st.torch == "late":
+        kwargs["threads"] = args.threads
+    if st.name == "report":
+        kwargs["out"] = args.out
+    run = getattr(stages, st.name)
     for cfg in cfgs:
-        if args.command == "embed":
-            stages.embed(cfg, args.root, progress=not args.no_progress)
-        elif args.command in WORKERS:
-            workers = args.threads  # 0: every CPU the process may use (the stage counts them)
-            if args.command == "report":
-                stages.report(cfg, args.root, args.out, workers=workers)
-            else:
-                stages.regression(cfg, args.root, workers=workers)
-        elif args.command in LATE_TORCH:
-            getattr(stages, args.command)(cfg, args.root, threads=args.threads)
-        else:
-            getattr(stages, args.command)(cfg, args.root)
+        run(cfg, args.root, **kwargs)
 
 
 def main(argv: list[str] | None = None, warm: bool = True) -> int:

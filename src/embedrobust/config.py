@@ -15,6 +15,7 @@ import yaml
 
 from .core import CLEAN, Condition, canonical_json, sha256  # noqa: F401 (the config's names for them)
 from .errors import ConfigError
+from .manifest import dvc_params
 
 SCHEMA_RESOURCE = "schemas/params.schema.yaml"
 
@@ -629,8 +630,27 @@ def text_robustness_plan(config: dict) -> dict:
     return plan(config, all_models(config), list(families(config)), lambda names: with_replicates(config, names))
 
 
-# The sections each stage reads. Keeping this list the only place where it is written makes Snakemake's params
-# rerun trigger and DVC's params dependencies agree.
+def stage_domain(config: dict, domain: str) -> tuple[list[str], list[str]]:
+    """The dataset and model names a stage's jobs range over (``manifest.DOMAINS``): the study's datasets x every
+    model (fine-tuned ones included), the fine-tuning runs (no datasets: a run names its own), or the datasets x
+    models of the dense, task-attack or text-robustness plan."""
+    if domain == "study":
+        return list(config["datasets"]), list(all_models(config))
+    if domain == "finetune":
+        return [], list(finetune_runs(config))
+    plans = {"dense": dense_plan, "task_attack": task_attack_plan, "text_robustness": text_robustness_plan}
+    if domain not in plans:
+        raise ValueError(f"unknown stage domain {domain!r}")
+    plan = plans[domain](config)
+    return list(plan["datasets"]), list(plan["models"])
+
+
+def _dotted(config: dict, section: str):
+    head, _, rest = section.partition(".")
+    value = config.get(head)
+    return _dotted(value or {}, rest) if rest else value
+
+
 def stage_config(config: dict, stage: str, dataset: str | None = None, model: str | None = None) -> dict | None:
     """The subset of ``config`` that ``stage`` reads (for one dataset/model where it applies).
 
@@ -639,7 +659,7 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
     seed = config["seed"]
 
     def one(ds: str | None = dataset) -> dict:  # one model on one dataset, on the configured device
-        return {"seed": model_seed(config, model), "device": config.get("device", "auto"), "dataset": ds,
+        return {"seed": model_seed(config, model), "device": config["device"], "dataset": ds,
                 "model": model}
 
     if stage == "fetch":
@@ -711,26 +731,20 @@ def stage_config(config: dict, stage: str, dataset: str | None = None, model: st
     if stage == "report":
         # The report prints the whole config as provenance, so it reads all of it.
         return {"report": config.get("report", {}), "config": config}
-    raise ValueError(f"unknown stage {stage!r}")
+    # A stage with no subset of its own above reads its manifest sections as they are, with its job's names and
+    # seed (a replicate's own where the job has a model).
+    from .manifest import stage as manifest_stage
+
+    try:
+        sections = manifest_stage(stage).params
+    except KeyError:
+        raise ValueError(f"unknown stage {stage!r}") from None
+    return {"seed": model_seed(config, model) if model else seed, "dataset": dataset, "model": model,
+            **{k: _dotted(config, k) for k in sections if k not in ("seed", "seeds")}}
 
 
-# DVC reads params by section; these must cover what stage_config reads.
-DVC_PARAMS = {
-    "fetch": ["seed", "datasets"],
-    "finetune": ["seed", "seeds", "device", "datasets", "models", "perturbations", "finetune"],
-    "embed": ["seed", "seeds", "device", "datasets", "models", "perturbations", "embed", "finetune"],
-    "text": ["seed", "seeds", "device", "models", "downstream.tasks", "downstream.zero_shot", "finetune"],
-    "metrics": ["perturbations"],
-    "downstream": ["seed", "seeds", "downstream"],
-    "regression": ["seed", "seeds", "regression", "finetune"],
-    "fetch_dense": ["seed", "dense.datasets"],
-    "dense": ["seed", "seeds", "device", "models", "perturbations", "finetune", "dense"],
-    "task_attack": ["seed", "seeds", "device", "datasets", "models", "finetune", "downstream.linear_probe",
-                    "task_attack"],
-    "text_robustness": ["seed", "seeds", "device", "datasets", "models", "finetune", "downstream.zero_shot",
-                        "regression", "text_robustness"],
-    "report": ["seed", "seeds", "device", "datasets", "models", "perturbations", "embed", "downstream", "regression",
-               "finetune", "dense", "task_attack", "text_robustness", "report"],
-}
+# DVC reads params by section; the manifest lists the sections each stage reads (tests check that stage_config reads
+# no other), so Snakemake's params rerun trigger and DVC's params dependencies agree.
+DVC_PARAMS = dvc_params()
 
 

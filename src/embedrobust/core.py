@@ -47,6 +47,17 @@ def sha256(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
 
+def seed_from_key(key: str) -> int:
+    """A 63-bit seed from a text key (its SHA-256): the one derivation of every seeded draw that must not depend
+    on the order in which draws are made (embed's per-chunk conditions, the task evaluations)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") & (2**63 - 1)
+
+
+def derived_seed(*parts) -> int:
+    """``seed_from_key`` of ``parts``' reprs joined by ``|``."""
+    return seed_from_key("|".join(repr(p) for p in parts))
+
+
 def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
     """Whether the server of ``url`` answers an HTTP HEAD request at its root within ``timeout`` seconds.
 

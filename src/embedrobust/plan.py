@@ -22,6 +22,7 @@ equal objects.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -34,20 +35,22 @@ from .config import (
     dense_plan,
     finetune_runs,
     stage_config,
+    stage_domain,
     task_attack_plan,
     text_robustness_plan,
     validate,
 )
+from . import manifest
+from .manifest import job_key  # noqa: F401 (the Snakefile reads a job's stage config by this key)
 
 # Distributions whose registries (architectures, tags) or behaviour validation reads.
 LIBRARIES = ("torch", "torchvision", "timm", "open_clip_torch", "jsonschema", "numpy")
 KEEP = 16  # plans kept per cache directory (the newest): one per recent config and code state
-PER_DATASET_MODEL = ("embed", "text", "metrics", "downstream")
 
 
-def job_key(stage: str, dataset: str | None = None, model: str | None = None) -> str:
-    """The key of one job's stage config in ``plan["stages"]``: ``stage/dataset/model`` (``-`` for none)."""
-    return f"{stage}/{dataset or '-'}/{model or '-'}"
+def _jobs(wildcards: tuple[str, ...], datasets: list[str], models: list[str]) -> list[dict[str, str]]:
+    values = {"dataset": datasets, "model": models}
+    return [dict(zip(wildcards, combo)) for combo in itertools.product(*(values[w] for w in wildcards))]
 
 
 def resolve(config: dict, source: str = "params") -> dict:
@@ -65,29 +68,10 @@ def resolve(config: dict, source: str = "params") -> dict:
     finetuned, dense = finetune_runs(cfg), dense_plan(cfg)
     task_attack, text = task_attack_plan(cfg), text_robustness_plan(cfg)
     stages: dict[str, str] = {}
-
-    def add(stage: str, dataset: str | None = None, model: str | None = None) -> None:
-        stages[job_key(stage, dataset, model)] = canonical_json(stage_config(cfg, stage, dataset=dataset, model=model))
-
-    for ds in datasets:
-        add("fetch", ds)
-        add("regression", ds)
-        for m in models:
-            for stage in PER_DATASET_MODEL:
-                add(stage, ds, m)
-    for m in finetuned:
-        add("finetune", model=m)
-    for ds in dense["datasets"]:
-        add("fetch_dense", ds)
-        for m in dense["models"]:
-            add("dense", ds, m)
-    for ds in task_attack["datasets"]:
-        for m in task_attack["models"]:
-            add("task_attack", ds, m)
-    for ds in text["datasets"]:
-        for m in text["models"]:
-            add("text_robustness", ds, m)
-    add("report")
+    for st in manifest.STAGES:  # every job of every stage, over the datasets and models of its domain
+        ds_names, model_names = stage_domain(cfg, st.domain)
+        for kw in _jobs(st.wildcards, sorted(ds_names), sorted(model_names)):
+            stages[job_key(st.name, **kw)] = canonical_json(stage_config(cfg, st.name, **kw))
     plan = {"config": cfg, "datasets": datasets, "models": models, "finetuned": finetuned, "dense": dense,
             "task_attack": task_attack, "text_robustness": text, "stages": stages}
     return json.loads(canonical_json(plan))

@@ -46,9 +46,6 @@ from .paths import (  # noqa: F401 (the stages' artifact paths, also reached as 
 
 log = logging.getLogger(__name__)
 
-METRIC_BLOCK = 4096  # images per metrics batch: bounds memory at (block, K, D) float64
-
-
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -77,12 +74,12 @@ def finetune(cfg: dict, root: Path) -> Path:
     if is_trained(out.parent, fingerprint):
         log.info("%s is trained for these params; nothing to do", out)
         return out
-    images, labels, names = train_split(dataset_dir(root, ds), cfg["datasets"][ds].get("image_size", 224))
+    images, labels, names = train_split(dataset_dir(root, ds), cfg["datasets"][ds]["image_size"])
     spec = resolved(cfg["models"][run["base"]], root, cfg["seed"])
     log.info("fine-tuning %s -> %s: method %s, alpha %g, %d train images of %s, families %s", run["base"], model,
              run["method"], run["alpha"], len(images), ds, ", ".join(run["train"]["families"] or ["(PGD only)"]))
     return train_finetuned(spec, run["train"], images, out.parent, labels=labels, class_names=names,
-                           device=resolve_device(cfg.get("device", "auto")), fingerprint=fingerprint)
+                           device=resolve_device(cfg["device"]), fingerprint=fingerprint)
 
 
 def embed(cfg: dict, root: Path, progress: bool = True) -> Path:
@@ -100,7 +97,7 @@ def _encoder(cfg: dict, root: Path):
     from .models.spec import resolved
 
     spec = resolved(cfg["models"][cfg["model"]], root, cfg["seed"])
-    return create_encoder(spec, device=resolve_device(cfg.get("device", "auto")))
+    return create_encoder(spec, device=resolve_device(cfg["device"]))
 
 
 def text(cfg: dict, root: Path) -> Path:
@@ -132,35 +129,15 @@ def metrics(cfg: dict, root: Path, threads: int = 0) -> Path:
     # fails in a second, not after torch's import
     import torch
 
-    from .metrics import robustness_metrics
+    from .metrics.table import robustness_table
 
     if threads:
         torch.set_num_threads(threads)
-    labels = store["condition"].values.astype(str).tolist()
-    fams = store["family"].values.astype(str)
-    clean_idx = labels.index("clean")
-    rows = []
-    for family in grid:
-        idx = [clean_idx] + [i for i, f in enumerate(fams) if f == family]
-        points = store["embedding"].isel(condition=idx).values  # (K, N, D)
-        values = {k: [] for k in ("cosine", "euclidean", "divergence_radius")}
-        for start in range(0, points.shape[1], METRIC_BLOCK):
-            block = torch.from_numpy(np.ascontiguousarray(points[:, start : start + METRIC_BLOCK].transpose(1, 0, 2)))
-            res = robustness_metrics(block.double())
-            for k in values:
-                values[k].append(res[k].cpu().numpy())
-        rows.append(pd.DataFrame({
-            "dataset": ds_name,
-            "model": model,
-            "image": store["image"].values.astype(str),
-            "split": store["split"].values.astype(str),
-            "label": store["label"].values.astype(np.int64),
-            "family": family,
-            "n_points": len(idx),
-            **{k: np.concatenate(v) for k, v in values.items()},
-        }))
+    table = robustness_table(store, grid)
+    table.insert(0, "model", model)
+    table.insert(0, "dataset", ds_name)
     out = metrics_path(root, ds_name, model)
-    _atomic_parquet(pd.concat(rows, ignore_index=True), out)
+    _atomic_parquet(table, out)
     return out
 
 
@@ -203,17 +180,17 @@ def fetch_dense(cfg: dict, root: Path) -> Path:
 def dense(cfg: dict, root: Path) -> Path:
     """Segmentation mIoU / depth RMSE of a linear head on the frozen model: clean, under the grid's conditions
     and under SegPGD / DepthPGD at each eps, on the whole test split -> data/dense/<dataset>/<model>.parquet."""
-    from .attack.evaluate import ATTACKS, evaluate_dense
+    from .attack import dense_task, evaluate_dense
     from .data.dense import load_dense
 
     ds, model = cfg["dataset"], cfg["model"]
-    size = int(cfg["dense_datasets"][ds].get("image_size", 224))
+    size = int(cfg["dense_datasets"][ds]["image_size"])
     data = {split: load_dense(dense_dataset_dir(root, ds), split, size) for split in ("train", "val", "test")}
     meta = data["test"][2]
     log.info("dense %s (%s) x %s: %s train / %s val / %s test images, %d conditions, eps %s", ds, meta["task"], model,
              *(len(data[s][0]) for s in ("train", "val", "test")), len(cfg["conditions"]), cfg["eps"])
     conds = [(f, math.nan if v is None else v) for f, v in cfg["conditions"]]
-    attacks = {ATTACKS[meta["task"]]: cfg["eps"]} if cfg["eps"] else {}
+    attacks = {dense_task(meta["task"]).attack: cfg["eps"]} if cfg["eps"] else {}
     df = evaluate_dense(_encoder(cfg, root), data, meta["task"], conds, attacks, cfg["options"], cfg["seed"],
                         cfg["family_options"])
     return _write_task_table(df, ds, model, dense_path(root, ds, model))
@@ -222,12 +199,12 @@ def dense(cfg: dict, root: Path) -> Path:
 def task_attack(cfg: dict, root: Path) -> Path:
     """Linear-probe accuracy under cross-entropy PGD at each eps (whole test split, C chosen on val) ->
     data/task_attack/<dataset>/<model>.parquet."""
-    from .attack.evaluate import evaluate_classifier_attack
+    from .attack import evaluate_classifier_attack
     from .data import load_labelled, read_index
 
     ds, model = cfg["dataset"], cfg["model"]
     index = read_index(dataset_dir(root, ds))
-    images, labels = load_labelled(index, dataset_dir(root, ds), cfg["datasets"][ds].get("image_size", 224))
+    images, labels = load_labelled(index, dataset_dir(root, ds), cfg["datasets"][ds]["image_size"])
     log.info("task attack %s x %s: %d images, eps %s", ds, model, len(images), cfg["eps"])
     df = evaluate_classifier_attack(_encoder(cfg, root), images, labels, index["split"].to_numpy(), cfg["eps"],
                                     cfg["options"], cfg["seed"])

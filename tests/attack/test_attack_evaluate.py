@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from embedrobust.attack import AttackError, evaluate_classifier_attack, evaluate_dense, miou, rmse
-from embedrobust.attack.evaluate import _SegCounts, _transform_target
+from embedrobust.attack.dense_eval import transform_target
+from embedrobust.attack.tasks import SegCounts
 from embedrobust.attack.synthetic import PALETTE, shapes_segmentation
 from embedrobust.config import Condition
 from embedrobust.data.dense import fetch_dense, load_dense
@@ -101,7 +102,7 @@ def test_geometric_families_move_the_targets_with_the_pixels(cond):
     x, m = shapes_segmentation(4, size=64, n_classes=4, cell=16, noise=0.0, generator=torch.Generator().manual_seed(1))
     out = get_perturbation(cond.family)(x, cond.value)
     colour_class = ((out.permute(0, 2, 3, 1)[..., None, :] - PALETTE[:4]) ** 2).sum(-1).argmin(-1)
-    moved, aligned = _transform_target(cond, m, "segmentation", 255)
+    moved, aligned = transform_target(cond, m, "segmentation", 255)
     valid = moved != 255
     assert aligned and bool(valid.any())
     assert (colour_class[valid] == moved[valid]).float().mean() > 0.95
@@ -112,7 +113,7 @@ def test_segmentation_counts_over_batches_equal_miou_over_the_set():
     g = torch.Generator().manual_seed(0)
     p, t = torch.randint(0, 5, (6, 8, 8), generator=g), torch.randint(0, 5, (6, 8, 8), generator=g)
     t[0, :2] = 255
-    acc = _SegCounts(5, 255)
+    acc = SegCounts(5, 255)
     for b in (slice(0, 4), slice(4, 6)):
         acc.add(p[b], t[b])
     assert acc.value() == pytest.approx(miou(p, t, 5))

@@ -1,6 +1,8 @@
-# Shared helpers: validated config, per-stage config subsets, wildcard constraints.
+# Shared helpers: the validated config resolved into the plan, and what each stage's rule reads from the stage
+# manifest (src/embedrobust/manifest.py) and the plan: inputs, outputs, wildcard values, threads, resources.
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,24 +14,13 @@ os.environ.update(PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("P
 
 from embedrobust.plan import cached as _cached_plan, job_key
 from embedrobust.config import canonical_json, stage_config
-from embedrobust.paths import checkpoint_relpath
+from embedrobust import manifest as _manifest
 
 # One validation, with one clear error (the schema is src/embedrobust/schemas/params.schema.yaml), resolved into the
 # plan once: the Snakefile is evaluated again by every dry run and every cluster job step, and those read the plan
 # from .snakemake/ instead of importing torch, timm and open_clip to validate again (embedrobust.plan).
 PLAN = _cached_plan(config, source="snakemake config (params.yaml)", cache_dir=Path(".snakemake") / "embedrobust-plan")
 config.update(PLAN["config"])
-
-DATASETS = PLAN["datasets"]
-# The models of params and the fine-tuned ones (finetune section): the same stages evaluate both.
-FINETUNED = PLAN["finetuned"]
-MODELS = PLAN["models"]
-# Dense tasks and task attacks: their own datasets x models (params sections dense, task_attack).
-DENSE = PLAN["dense"]
-TASK_ATTACK = PLAN["task_attack"]
-# Text-side robustness of the CLIP models: its own datasets x models (params section text_robustness).
-TEXT_ROBUSTNESS = PLAN["text_robustness"]
-
 
 # Threads of the stages whose jobs are small (metrics, downstream, text, text_robustness, task_attack): half the
 # cores, so two of them run side by side (each takes longer, the pair finishes sooner), and their bytes do not
@@ -39,11 +30,6 @@ LIGHT_THREADS = max(1, workflow.cores // 2)
 
 def _alternatives(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"  # (?!) never matches: no names, no jobs
-
-
-wildcard_constraints:
-    dataset=_alternatives(DATASETS),
-    model=_alternatives(MODELS),
 
 
 def stage_json(stage):
@@ -57,42 +43,62 @@ def stage_json(stage):
     return get
 
 
-def model_inputs(wildcards):
-    """The fetched dataset, and the weights of a fine-tuned model."""
-    inputs = {"index": f"data/datasets/{wildcards.dataset}/index.csv"}
-    if wildcards.model in FINETUNED:
-        inputs["weights"] = checkpoint_relpath(wildcards.model)
-    return inputs
+_JOBS = _manifest.job_index(PLAN["stages"])
 
 
-def dense_inputs(wildcards):
-    """The fetched dense dataset, and the weights of a fine-tuned model."""
-    inputs = {"index": f"data/dense_datasets/{wildcards.dataset}/index.csv"}
-    if wildcards.model in FINETUNED:
-        inputs["weights"] = checkpoint_relpath(wildcards.model)
-    return inputs
+def stage_inputs(stage):
+    """A job's inputs, name -> paths, from the stage manifest and the plan's jobs (embedrobust.manifest.inputs)."""
+    return lambda wildcards: _manifest.inputs(stage, PLAN, dict(wildcards.items()), _JOBS)
 
 
-def finetune_dataset(wildcards):
-    return f"data/datasets/{FINETUNED[wildcards.model]['dataset']}/index.csv"
+def stage_outputs(st):
+    """The stage's outputs as Snakemake declares them: directory() and report() where the manifest says."""
+    out = {}
+    for a in st.outputs:
+        target = directory(a.target) if a.directory else a.target
+        out[a.name] = report(target, **a.report) if a.report else target
+    return out
 
 
-def has_text(model):
-    return stage_json("text")({"dataset": DATASETS[0], "model": model}) != "null"
+def stage_constraints(st):
+    """Each wildcard takes the values of the stage's jobs only (a dense dataset is not a study dataset)."""
+    return {w: _alternatives(sorted({job[w] for job in _JOBS[st.name]})) for w in st.wildcards}
 
 
-def downstream_inputs(wildcards):
-    """The store, and the zero-shot class embeddings for CLIP models."""
-    inputs = {"store": f"data/embeddings/{wildcards.dataset}/{wildcards.model}.zarr/zarr.json"}
-    if has_text(wildcards.model):
-        inputs["text"] = f"data/text/{wildcards.dataset}/{wildcards.model}.npz"
-    return inputs
+def stage_threads(st):
+    return {"all": workflow.cores, "light": LIGHT_THREADS, "": 1}[st.threads]
 
 
-def text_robustness_inputs(wildcards):
-    """The fetched dataset (class names), the image store (clean and cross-grid test images), fine-tuned weights."""
-    return {**model_inputs(wildcards),
-            "store": f"data/embeddings/{wildcards.dataset}/{wildcards.model}.zarr/zarr.json"}
+def stage_resources(st):
+    if not st.gpu:
+        return {}
+    return {"mem_mb": 8000, "gpu": lambda wc: 0 if config.get("device", "auto") == "cpu" else 1,
+            "runtime": st.runtime or 240}
+
+
+def thread_flag(st):
+    """``--threads N`` for the stages that use it (torch's threads, or worker processes); none for the others."""
+    return (lambda wildcards, threads: f"--threads {threads}") if st.threads else ""
+
+
+def stage_io(st):
+    """The job's inputs and outputs as the CLI takes them (``--input NAME=PATH``, ``--output NAME=PATH``): the
+    stage checks them against the manifest, so a rule cannot track files the stage does not read or write. The
+    inputs a stage gathers across many jobs (regression's and the report's) stay off the command line: a full study
+    has thousands, and Linux caps one argument (the shell's command string) at 128 KiB."""
+    gathered = {i.name for i in st.inputs if i.each}
+
+    def io(wildcards, input, output):
+        args = []
+        for kind, files in (("input", input), ("output", output)):
+            for name, value in files.items():
+                if kind == "input" and name in gathered:
+                    continue
+                for path in [value] if isinstance(value, str) else value:
+                    args += [f"--{kind}", shlex.quote(f"{name}={path}")]
+        return " ".join(args)
+
+    return io
 
 
 # Local runs: stage jobs fork from one warm interpreter that imported torch, open_clip, timm, pandas and the rest

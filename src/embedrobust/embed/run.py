@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import logging
 import platform
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,7 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..core import Condition, sha256
+from ..core import Condition, seed_from_key, sha256
 from .store import ChunkedStoreWriter, StoreLayout, is_complete
 
 log = logging.getLogger(__name__)
@@ -33,8 +32,7 @@ def condition_seed(seed: int, chunk: int, cond: Condition) -> int:
     Derived from what is drawn, not from the order of drawing, so a resumed run (or a grid with one more family)
     draws the same noise for the same images.
     """
-    key = f"{seed}|{chunk}|{cond.family}|{cond.value!r}".encode()
-    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & (2**63 - 1)
+    return seed_from_key(f"{seed}|{chunk}|{cond.family}|{cond.value!r}")
 
 
 def package_versions() -> dict[str, str]:
