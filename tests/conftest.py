@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from workflow_helpers import work_unit
 
 REPO = Path(__file__).resolve().parents[1]

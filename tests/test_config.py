@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 import yaml
-from pathlib import Path
 
 from embedrobust.config import DVC_PARAMS, conditions, load_params, stage_config, validate
 from embedrobust.errors import ConfigError
+
 from workflow_helpers import with_local_paths
 
 REPO = Path(__file__).resolve().parents[1]

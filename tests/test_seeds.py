@@ -2,8 +2,15 @@
 
 import pytest
 
-from embedrobust.config import (all_models, finetune_runs, model_seed, replicates, stage_config, task_attack_plan,
-                                validate)
+from embedrobust.config import (
+    all_models,
+    finetune_runs,
+    model_seed,
+    replicates,
+    stage_config,
+    task_attack_plan,
+    validate,
+)
 from embedrobust.errors import ConfigError
 
 

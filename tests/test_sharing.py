@@ -12,6 +12,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+
 from workflow_helpers import edited_params, lower_ci_level, planned_jobs, run
 
 SHARED = ("data/embeddings", "data/metrics", "data/downstream", "data/regression", "data/text", "data/dense",

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_helpers import REPO, copy_project, run, snakemake
 
 from embedrobust.config import finetune_runs, merge_configs, read_config, validate
+
+from workflow_helpers import REPO, copy_project, run, snakemake
 
 CONFIGS = ["params.yaml", *sorted(str(p.relative_to(REPO)) for p in (REPO / "config").glob("*.yaml"))]
 

@@ -10,7 +10,9 @@ import re
 import sys
 
 import yaml
+
 from workflow_helpers import edited_params, lower_ci_level, planned_jobs, run, snakemake
+
 
 def test_workflow_builds_the_report(project):
     pdf = project / "reports" / "final.pdf"

@@ -28,6 +28,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from . import manifest
 from .config import (
     all_models,
     canonical_json,
@@ -40,7 +41,6 @@ from .config import (
     text_robustness_plan,
     validate,
 )
-from . import manifest
 from .manifest import job_key  # noqa: F401 (the Snakefile reads a job's stage config by this key)
 
 # Distributions whose registries (architectures, tags) or behaviour validation reads.

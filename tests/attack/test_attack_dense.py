@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import jaccard_score
 
-from attack_helpers import corner_noise, in_ball
 from embedrobust.attack import (
     AttackError,
     dense_forward,
@@ -23,6 +22,8 @@ from embedrobust.attack import (
     segpgd,
     shapes_segmentation,
 )
+
+from attack_helpers import corner_noise, in_ball
 
 EPS = 8 / 255
 N_CLASSES = 4

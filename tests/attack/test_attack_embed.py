@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from embedrobust.attack import AttackError, embed_attack, patch_tokens, pooled_features
+
 from attack_helpers import corner_noise, images, in_ball
 
 EPS = 8 / 255

@@ -9,8 +9,8 @@ import torch
 
 from embedrobust.attack import AttackError, evaluate_classifier_attack, evaluate_dense, miou, rmse
 from embedrobust.attack.dense_eval import transform_target
-from embedrobust.attack.tasks import SegCounts
 from embedrobust.attack.synthetic import PALETTE, shapes_segmentation
+from embedrobust.attack.tasks import SegCounts
 from embedrobust.config import Condition
 from embedrobust.data.dense import fetch_dense, load_dense
 

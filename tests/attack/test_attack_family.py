@@ -9,11 +9,12 @@ import math
 import pytest
 import torch
 
-from attack_helpers import images
 from embedrobust.config import CLEAN, Condition
 from embedrobust.embed.run import embed_conditions
 from embedrobust.errors import EmbedRobustError
 from embedrobust.perturb import get_perturbation
+
+from attack_helpers import images
 
 NAME = "embed_attack"
 

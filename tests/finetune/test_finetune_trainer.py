@@ -20,7 +20,7 @@ CLIP = {"library": "open_clip", "arch": "embedrobust-tiny-clip", "pretrained": "
 FAMS = {"gaussian_noise": {"levels": [0.05, 0.2]}, "brightness": {"levels": [0.1, 0.3]}}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _built(library: str):
     return create_encoder(VIT if library == "timm" else CLIP)
 

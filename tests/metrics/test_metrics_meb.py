@@ -9,10 +9,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from meb_reference import circumball, meb_bruteforce, meb_slsqp
 
 from embedrobust.errors import EmbedRobustError
 from embedrobust.metrics import MetricInputError, minimum_enclosing_ball
+
+from meb_reference import circumball, meb_bruteforce, meb_slsqp
 
 
 def _random_set(rng: np.random.Generator, k: int, d: int, kind: str) -> np.ndarray:

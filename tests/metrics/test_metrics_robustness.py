@@ -9,7 +9,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from meb_reference import meb_bruteforce
 
 from embedrobust.metrics import (
     MetricInputError,
@@ -18,6 +17,8 @@ from embedrobust.metrics import (
     euclidean_metric,
     robustness_metrics,
 )
+
+from meb_reference import meb_bruteforce
 
 NAMES = ("cosine", "euclidean", "divergence_radius")
 

@@ -13,15 +13,16 @@ from embedrobust.errors import EmbedRobustError, UnknownNameError
 from embedrobust.perturb import (
     PRESETS,
     TABLES,
+    blur,
     combined,
     describe_registry,
     get_perturbation,
     interp_params,
     list_perturbations,
     scaled,
+    weather,
     with_table,
 )
-from embedrobust.perturb import blur, weather
 
 # Attacks need the encoder they attack; tests/attack covers them.
 NAMES = [n for n in list_perturbations() if not get_perturbation(n).needs_encoder]

@@ -13,7 +13,6 @@ from PIL import Image, ImageEnhance
 from embedrobust.perturb import blur, geometric, get_perturbation, weather, with_table
 
 
-
 def as_batch(img_u8: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> float32 (1, 3, H, W) in [0, 1]."""
     return torch.from_numpy(img_u8).permute(2, 0, 1)[None].float() / 255.0

@@ -1,6 +1,7 @@
 """Cross-model analysis: per (model, family) drops, rank correlations, fixed-effects and mixed models."""
 
 import json
+
 import numpy as np
 import pandas as pd
 import pytest

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_helpers import REPO, copy_project, planned_jobs, run, snakemake
 
 from embedrobust.config import read_config
+
+from workflow_helpers import REPO, copy_project, planned_jobs, run, snakemake
 
 pytestmark = pytest.mark.rehearsal
 STUDIES = ["config/full_study.yaml", "config/ssl_benchmark.yaml"]

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import pytest
+
 from workflow_helpers import snakemake
 
 

@@ -12,7 +12,11 @@ from hypothesis import strategies as st
 
 from embedrobust.config import CLEAN, Condition
 from embedrobust.textperturb import (
-    ALTERNATIVE_TEMPLATES, TextPerturbationValueError, clean_templates, condition_prompts, get_text_perturbation,
+    ALTERNATIVE_TEMPLATES,
+    TextPerturbationValueError,
+    clean_templates,
+    condition_prompts,
+    get_text_perturbation,
     list_text_perturbations,
 )
 from embedrobust.textperturb.characters import NEIGHBOURS

@@ -11,7 +11,7 @@ labels must be at ``encoder.input_size``; the token grid then covers the whole i
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -14,7 +14,7 @@ gradient does not depend on the rest of the batch.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

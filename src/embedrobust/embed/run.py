@@ -6,9 +6,9 @@ import dataclasses
 import functools
 import logging
 import platform
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -123,7 +123,7 @@ def run_embed(stage_cfg: dict, dataset_dir: Path, out_path: Path, progress: bool
     ds_cfg = stage_cfg["datasets"][ds_name]
     model_spec = resolved(stage_cfg["models"][model_name], root, seed)
     emb_cfg = stage_cfg["embed"]
-    device = resolve_device(stage_cfg.get("device", "auto"))
+    device = resolve_device(stage_cfg["device"])
 
     index = read_index(dataset_dir)
     encoder = create_encoder(model_spec, device=device)
@@ -142,7 +142,7 @@ def run_embed(stage_cfg: dict, dataset_dir: Path, out_path: Path, progress: bool
             # the project lives.
             "model": {**encoder.describe(), "checkpoint": stage_cfg["models"][model_name].get("checkpoint")},
             "pretrained": bool(encoder.pretrained),
-            "image_size": int(ds_cfg.get("image_size", 224)),
+            "image_size": int(ds_cfg["image_size"]),
             "preprocess": "decode -> RGB uint8 -> resize shorter side + centre crop to image_size -> "
             "perturbation (float [0, 1]) -> model preprocess (resize, crop, normalise)",
             "seed": seed,

@@ -14,7 +14,6 @@ from ..metrics import minimum_enclosing_ball
 from .options import ROBUSTNESS_KINDS
 
 
-
 def cosine_distill(a: Tensor, b: Tensor) -> Tensor:
     """Utility term ``mean(1 - cos(a_i, b_i))`` in [0, 2]: 0 when the fine-tuned embeddings ``a`` point as the
     frozen original's ``b`` do. ``b`` is treated as a constant target by callers (computed without grad)."""

@@ -5,12 +5,13 @@ importing torch (the trainer's modules do).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import ConfigError
 from ..perturb import get_perturbation, with_table
 from ..perturb.registry import DEFAULT_TABLE, PerturbationValueError
 
 ROBUSTNESS_KINDS = ("meb", "max", "mean")  # the spread of an image's views (losses.robustness_loss)
-METHODS = ("paper", "deacl", "grace", "subspace")
 UTILITIES = ("cosine", "whitened")
 
 #: Every key of the ``finetune`` config section with its default (see the package docstring for meanings).
@@ -49,6 +50,39 @@ DEFAULTS: dict = {
     "subspace_k": 4,
     "checkpoint_every": 0,
 }
+
+
+
+@dataclass(frozen=True)
+class Method:
+    """A fine-tuning method as data: its own options (keys of :data:`DEFAULTS` that only it reads) and what it
+    trains on. ``views``: perturbed views of each image from the ``families`` (the utility and robustness terms);
+    without them the method has a loss of its own (DeACL). ``sam``: a sharpness-aware ascent on the weights before each step (GRACE). The trainer's loss of each method
+    is registered under its name (``trainer.LOSSES``)."""
+
+    name: str
+    doc: str
+    options: tuple[str, ...] = ()
+    views: bool = True
+    sam: bool = False
+
+    def config(self, cfg: dict) -> dict:
+        """The method's own options of a resolved trainer config."""
+        return {k: cfg[k] for k in self.options}
+
+
+METHOD_CONFIGS: dict[str, Method] = {m.name: m for m in (
+    Method("paper", "the spread of each image's clean and perturbed embeddings (robustness: meb | max | mean)",
+           ("robustness",)),
+    Method("deacl", "DeACL: distillation plus the alignment of PGD views, weighted by deacl_k; no families",
+           ("deacl_k",), views=False),
+    Method("grace", "GRACE: alignment of the perturbed and PGD views, with an adaptive SAM step on the weights",
+           ("grace_rho", "grace_scaling", "grace_eta"), sam=True),
+    Method("subspace", "the distance of the views' top-k subspaces from the clean one's", ("subspace_k",)),
+)}
+METHODS = tuple(METHOD_CONFIGS)
+#: the options every method reads (the rest of DEFAULTS belongs to one method each)
+COMMON_OPTIONS = tuple(k for k in DEFAULTS if not any(k in m.options for m in METHOD_CONFIGS.values()))
 
 _POSITIVE = ("batch_size", "views", "subspace_k")
 

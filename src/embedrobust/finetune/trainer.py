@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from . import losses as L
-from .options import DEFAULTS, METHODS, resolve_config  # noqa: F401  (re-exported)
+from .options import DEFAULTS, METHOD_CONFIGS, METHODS, resolve_config  # noqa: F401  (re-exported)
 from .peft import add_lora, merged_state_dict, select_trainable
 from .sampler import PerturbationSampler, _mix
 
@@ -53,6 +53,7 @@ class Trainer:
 
     def __init__(self, encoder, config: dict | None = None, text_embeddings: Tensor | None = None) -> None:
         self.cfg = c = resolve_config(config)
+        self.method = METHOD_CONFIGS[c["method"]]
         self.encoder = encoder
         self.device = encoder.device
         self.teacher = copy.deepcopy(encoder.model).eval().requires_grad_(False)
@@ -64,7 +65,7 @@ class Trainer:
         self.names = [n for n, p in encoder.model.named_parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=c["lr"], weight_decay=c["weight_decay"])
         families = c["families"]
-        if families is None and c["method"] != "deacl":
+        if families is None and self.method.views:
             raise ConfigError("finetune.families is empty: name the perturbation families to train on, "
                               "e.g. families: [gaussian_noise, jpeg_compression]")
         self.sampler = (PerturbationSampler(families, c["views"], c["sample_per"], c["seed"], c["table"])
@@ -151,32 +152,10 @@ class Trainer:
 
         ``step`` seeds the perturbed views and the PGD start (default: the trainer's current step).
         """
-        c = self.cfg
         step = self.step if step is None else int(step)
         x = _as_float(images).to(self.device)
         s, t = self.student(x), self.original(x)
-        out: dict[str, Tensor] = {}
-        if c["method"] == "deacl":
-            adv = self.student(self.pgd(x, t, step))
-            out["distill"] = -F.cosine_similarity(s, t, dim=-1).mean()
-            out["adv_alignment"] = -F.cosine_similarity(adv, s, dim=-1).mean()
-            out["total"] = L.deacl_loss(s, t, adv, c["deacl_k"])
-            return out
-        out["utility"] = L.cosine_distill(s, t) if self.std is None else L.whitened_distill(s, t, self.std)
-        if self.text is not None and labels is not None and c["task_weight"]:
-            out["task"] = L.zero_shot_ce(s, self.text, labels.to(self.device), c["logit_scale"])
-            out["utility"] = out["utility"] + c["task_weight"] * out["task"]
-        sv = self._views(x, step)
-        if c["method"] == "paper":
-            points = torch.cat([s.unsqueeze(1), sv.transpose(0, 1)], dim=1)
-            out["robustness"] = L.spread(points, c["robustness"]).mean()
-        elif c["method"] == "grace":
-            adv = self.student(self.pgd(x, t, step))
-            out["robustness"] = L.alignment(s, torch.cat([sv, adv.unsqueeze(0)]))
-        else:  # subspace
-            out["robustness"] = torch.stack([L.subspace_distance(s, v, c["subspace_k"]) for v in sv]).mean()
-        out["total"] = out["utility"] + c["alpha"] * out["robustness"]
-        return out
+        return LOSSES[self.method.name](self, x, s, t, labels, step)
 
     def _grace_perturbation(self, grads: list[Tensor]) -> list[Tensor]:
         r"""Adaptive SAM ascent step e = rho T^2 g / ||T g||, with T = |w| + eta (``weight``) or
@@ -197,7 +176,7 @@ class Trainer:
         terms = self.losses(images, labels)
         grads = torch.autograd.grad(terms["total"], self.params, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
-        if self.cfg["method"] == "grace":
+        if self.method.sam:
             eps = self._grace_perturbation(grads)
             with torch.no_grad():
                 for p, e in zip(self.params, eps):
@@ -252,7 +231,7 @@ class Trainer:
         step 0 (a resumed run's rows continue those of the run that wrote the checkpoint)."""
         if checkpoint_dir is not None and resume and (Path(checkpoint_dir) / _STATE).is_file():
             self.load_checkpoint(checkpoint_dir)
-        if self.cfg["utility"] == "whitened" and self.std is None and self.cfg["method"] != "deacl":
+        if self.cfg["utility"] == "whitened" and self.std is None and self.method.views:
             self.fit_whitening(data)
         log = self.log
         every = int(self.cfg["checkpoint_every"] or 0)
@@ -333,3 +312,50 @@ class Trainer:
 
 _STATE = "state.pt"
 
+
+# -- the loss of each method (options.METHOD_CONFIGS describes them) -------------------------------------------------
+# Each takes the trainer, the batch x (N, 3, H, W) in [0, 1], the student's and the frozen original's embeddings s, t
+# (N, D), the labels (N,) or None, and the step (it seeds the views and the PGD start); returns the loss terms, with
+# ``total`` the one minimised.
+def _deacl_losses(tr: Trainer, x: Tensor, s: Tensor, t: Tensor, labels, step: int) -> dict[str, Tensor]:
+    adv = tr.student(tr.pgd(x, t, step))
+    return {"distill": -F.cosine_similarity(s, t, dim=-1).mean(),
+            "adv_alignment": -F.cosine_similarity(adv, s, dim=-1).mean(),
+            "total": L.deacl_loss(s, t, adv, tr.cfg["deacl_k"])}
+
+
+def _view_losses(robustness):
+    """utility(f_theta, f_0) [+ task_weight * zero-shot CE] + alpha * robustness over the perturbed views sv
+    (V, N, D)."""
+
+    def losses(tr: Trainer, x: Tensor, s: Tensor, t: Tensor, labels, step: int) -> dict[str, Tensor]:
+        c = tr.cfg
+        out: dict[str, Tensor] = {}
+        out["utility"] = L.cosine_distill(s, t) if tr.std is None else L.whitened_distill(s, t, tr.std)
+        if tr.text is not None and labels is not None and c["task_weight"]:
+            out["task"] = L.zero_shot_ce(s, tr.text, labels.to(tr.device), c["logit_scale"])
+            out["utility"] = out["utility"] + c["task_weight"] * out["task"]
+        sv = tr._views(x, step)
+        out["robustness"] = robustness(tr, x, s, t, sv, step)
+        out["total"] = out["utility"] + c["alpha"] * out["robustness"]
+        return out
+
+    return losses
+
+
+def _spread(tr: Trainer, x, s, t, sv, step) -> Tensor:
+    points = torch.cat([s.unsqueeze(1), sv.transpose(0, 1)], dim=1)
+    return L.spread(points, tr.cfg["robustness"]).mean()
+
+
+def _grace_alignment(tr: Trainer, x, s, t, sv, step) -> Tensor:
+    adv = tr.student(tr.pgd(x, t, step))
+    return L.alignment(s, torch.cat([sv, adv.unsqueeze(0)]))
+
+
+def _subspace(tr: Trainer, x, s, t, sv, step) -> Tensor:
+    return torch.stack([L.subspace_distance(s, v, tr.cfg["subspace_k"]) for v in sv]).mean()
+
+
+LOSSES = {"paper": _view_losses(_spread), "deacl": _deacl_losses, "grace": _view_losses(_grace_alignment),
+          "subspace": _view_losses(_subspace)}

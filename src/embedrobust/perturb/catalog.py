@@ -12,8 +12,17 @@ import math
 
 from .registry import add_table, declare
 
-# --- blur ----------------------------------------------------------------------------------------------------
 _SEVERITY = "severity in [0, 5] (0 = identity; integers = ImageNet-C's parameter tuples)"
+
+def declare_severity_family(name: str, *, impl: str, param: str = _SEVERITY, tags: tuple[str, ...] = ("imagenet-c",),
+                            **meta):
+    """Declare an ImageNet-C-style family whose parameter is the severity itself (1-5, 0 the identity; integers
+    index its published parameter tuples, in-between severities interpolate them)."""
+    return declare(name, impl=impl, param=param, severities=(1, 2, 3, 4, 5), identity=0.0, unit="severity",
+                   tags=tags, **meta)
+
+
+# --- blur ----------------------------------------------------------------------------------------------------
 
 declare(
     "gaussian_blur",
@@ -34,18 +43,13 @@ DEFOCUS = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))  # (disk radius px
 
 add_table("cifar10-c", "defocus_blur", ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)))
 
-declare(
+declare_severity_family(
     "defocus_blur",
     impl="embedrobust.perturb.blur:defocus_blur",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
     random=False,
     reference="ImageNet-C defocus_blur: cv2.filter2D with an anti-aliased disk; (radius, alias) "
     + " ".join(str(c) for c in DEFOCUS),
     description="Convolves with a disk (lens out of focus).",
-    tags=("imagenet-c",),
-    unit="severity",
     spatial=True,
 )
 
@@ -53,18 +57,13 @@ GLASS = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))  # (sigm
 
 add_table("cifar10-c", "glass_blur", ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)))
 
-declare(
+declare_severity_family(
     "glass_blur",
     impl="embedrobust.perturb.blur:glass_blur",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
     random=True,
     reference="ImageNet-C glass_blur (imagecorruptions 1.1.2 bit-exact given the same draws; the 'swap' is a "
     "one-way copy); (sigma, max_delta, iterations) " + " ".join(str(c) for c in GLASS),
     description="Blurs, locally shuffles pixels (frosted glass), blurs again.",
-    tags=("imagenet-c",),
-    unit="severity",
     spatial=True,
 )
 
@@ -72,18 +71,13 @@ MOTION = ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15))  # (radius px, sigma px
 
 add_table("cifar10-c", "motion_blur", ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)))
 
-declare(
+declare_severity_family(
     "motion_blur",
     impl="embedrobust.perturb.blur:motion_blur",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
     random=True,
     reference="imagecorruptions 1.1.2 motion_blur (ImageNet-C used ImageMagick's; same (radius, sigma) "
     + " ".join(str(c) for c in MOTION) + "), angle ~ U(-45, 45) degrees",
     description="Averages the image along a random direction (camera shake).",
-    tags=("imagenet-c",),
-    unit="severity",
     spatial=True,
 )
 
@@ -91,18 +85,13 @@ ZOOM = ((1.11, 0.01), (1.16, 0.01), (1.21, 0.02), (1.26, 0.02), (1.31, 0.03))  #
 
 add_table("cifar10-c", "zoom_blur", ((1.06, 0.01), (1.11, 0.01), (1.16, 0.01), (1.21, 0.01), (1.26, 0.01)))
 
-declare(
+declare_severity_family(
     "zoom_blur",
     impl="embedrobust.perturb.blur:zoom_blur",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
     random=False,
     reference="ImageNet-C zoom_blur: mean of x and clipped_zoom(x, z) for z in np.arange(1, stop, step), "
     "(stop, step) " + " ".join(str(c) for c in ZOOM),
     description="Averages central zooms of the image (radial blur).",
-    tags=("imagenet-c",),
-    unit="severity",
 )
 
 
@@ -147,18 +136,14 @@ ELASTIC = ((2, 0.7, 0.1), (2, 0.08, 0.2), (0.05, 0.01, 0.02), (0.07, 0.01, 0.02)
 add_table("cifar10-c", "elastic_transform", tuple(tuple(32 * v / 244.0 for v in r) for r in (
     (0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))))
 
-declare(
+declare_severity_family(
     "elastic_transform",
     impl="embedrobust.perturb.geometric:elastic_transform",
     param="severity in [0, 5] (0 = identity; integers = ImageNet-C's (alpha, sigma, affine) x 244 px)",
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
     random=True,
     reference="ImageNet-C elastic_transform (hendrycks/robustness; not imagecorruptions' variant): random "
     "affine then Gaussian-smoothed displacement; (alpha, sigma, affine)/244 " + " ".join(str(c) for c in ELASTIC),
     description="Warps the image with a random affine map and a smooth random displacement field.",
-    tags=("imagenet-c",),
-    unit="severity",
     spatial=True,
 )
 
@@ -309,18 +294,15 @@ SATURATE = ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (20.0, 0.2))  # S' =
 
 add_table("cifar10-c", "saturate", ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)))
 
-declare(
+declare_severity_family(
     "saturate",
     impl="embedrobust.perturb.photometric:saturate",
     param="severity in [0, 5] (0 = identity; integers = ImageNet-C's (a, b), S' = clip(a S + b))",
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
     random=False,
     reference="ImageNet-C saturate: rgb2hsv, S = clip(S * a + b, 0, 1), hsv2rgb; (a, b) "
     + " ".join(str(c) for c in SATURATE),
     description="Scales (and offsets) HSV saturation: severities 1-2 desaturate, 3-5 oversaturate.",
     tags=("imagenet-c-extra",),
-    unit="severity",
 )
 
 declare(
@@ -385,35 +367,25 @@ add_table("cifar10-c", "snow", (
     (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
 ))
 
-declare(
+declare_severity_family(
     "snow",
     impl="embedrobust.perturb.weather:snow",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
     random=True,
     reference="ImageNet-C snow (imagecorruptions 1.1.2's motion blur): zoomed thresholded Gaussian flakes, "
     "streaked at U(-135, -45) degrees, added twice (rotated 180), over a brightened image",
     description="Adds falling snow flakes and brightens the image.",
-    tags=("imagenet-c",),
-    unit="severity",
     spatial=True,
 )
 
 FROST = ((1.0, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75))  # out = a x + b frost
 
-declare(
+declare_severity_family(
     "frost",
     impl="embedrobust.perturb.weather:frost",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
     random=True,
     reference="ImageNet-C frost: a x + b frost_k, random texture k of 5 and random crop; (a, b) "
     + " ".join(str(c) for c in FROST) + "; textures from imagecorruptions (Apache-2.0), half size",
     description="Overlays a frost texture (ice on a lens or window).",
-    tags=("imagenet-c",),
-    unit="severity",
     spatial=True,
 )
 
@@ -421,18 +393,13 @@ FOG = ((1.5, 2.0), (2.0, 2.0), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4))  # (strength,
 
 add_table("cifar10-c", "fog", ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)))
 
-declare(
+declare_severity_family(
     "fog",
     impl="embedrobust.perturb.weather:fog",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
     random=True,
     reference="ImageNet-C fog: plasma fractal (diamond-square) haze; (strength, decay) "
     + " ".join(str(c) for c in FOG),
     description="Adds a fractal haze and lowers contrast.",
-    tags=("imagenet-c",),
-    unit="severity",
 )
 
 # (loc, scale, sigma, threshold, strength or mud sigma, mud?)
@@ -452,18 +419,14 @@ add_table("cifar10-c", "spatter", (
     (0.65, 0.1, 0.5, 0.68, 0.6, 1),
 ))
 
-declare(
+declare_severity_family(
     "spatter",
     impl="embedrobust.perturb.weather:spatter",
-    param=_SEVERITY,
-    severities=(1, 2, 3, 4, 5),
-    identity=0.0,
     random=True,
     reference="ImageNet-C spatter: water drops (Canny, distance transform, emboss; severities 1-3) or mud "
     "(4-5); OpenCV steps ported to torch (exact Euclidean distance instead of the 5x5 chamfer)",
     description="Splashes water drops or mud on the image.",
     tags=("imagenet-c-extra",),
-    unit="severity",
     spatial=True,
 )
 

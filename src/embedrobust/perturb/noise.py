@@ -8,7 +8,6 @@ import math
 import torch
 
 
-
 def gaussian_noise(images: torch.Tensor, value: float, generator: torch.Generator) -> torch.Tensor:
     noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
     return noise.mul_(value).add_(images).clamp_(0.0, 1.0)  # in place: x + c n, without temporaries

@@ -27,8 +27,9 @@ import functools
 import importlib
 import inspect
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ..errors import EmbedRobustError, unknown_name
 

@@ -56,7 +56,12 @@ import pandas as pd
 from embedrobust.errors import ConfigError, DataError, unknown_name
 from embedrobust.forked import ForkPool
 from embedrobust.regression.bootstrap import (
-    binned_line, cluster_counts, line_fit, percentile_ci, weighted_bins, weighted_line_r2,
+    binned_line,
+    cluster_counts,
+    line_fit,
+    percentile_ci,
+    weighted_bins,
+    weighted_line_r2,
 )
 from embedrobust.regression.cube import Cube, build_cube
 from embedrobust.regression.linefit import CLUSTER, FIT_STATS, fit_logit, fit_ols

@@ -93,10 +93,10 @@ def shrink(raw: dict) -> dict:
             models[name] = {"image_size": PATCHES * patch}
     if models:
         over["models"] = models
-    fams = _ends(((raw.get("perturbations") or {}).get("families") or {}))
+    fams = _ends((raw.get("perturbations") or {}).get("families") or {})
     if fams:
         over["perturbations"] = {"families": fams}
-    text = _ends(((raw.get("text_robustness") or {}).get("families") or {}))
+    text = _ends((raw.get("text_robustness") or {}).get("families") or {})
     if text:
         over["text_robustness"] = {"families": text}
     if raw.get("embed"):

@@ -25,7 +25,13 @@ import yaml
 
 from .. import stages
 from ..config import (
-    all_models, canonical_json, families, family_options, finetune_runs, severity_table, task_attack_plan,
+    all_models,
+    canonical_json,
+    families,
+    family_options,
+    finetune_runs,
+    severity_table,
+    task_attack_plan,
 )
 from . import formatting as F
 from . import summary as S

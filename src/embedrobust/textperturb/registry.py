@@ -20,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
