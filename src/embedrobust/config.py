@@ -16,6 +16,7 @@ import yaml
 from .core import CLEAN, Condition, canonical_json, sha256  # noqa: F401 (the config's names for them)
 from .errors import ConfigError
 from .manifest import dvc_params
+from .perturb.spec import check_values as _check_values
 
 SCHEMA_RESOURCE = "schemas/params.schema.yaml"
 
@@ -91,25 +92,6 @@ def validate(config: dict, source: str = "params", root: str | Path | None = Non
     text_robustness_plan(cfg)
     check_paths(cfg, source, Path.cwd() if root is None else Path(root))
     return cfg
-
-
-def _shown(value: float) -> str:
-    """``value`` as %g where that is exact, else every digit (100.0000001 must not read as 100)."""
-    s = f"{value:g}"
-    return s if float(s) == value else repr(float(value))
-
-
-def _check_values(where: str, p, values, *, as_level: bool = True, domain: str | None = None,
-                  fix: str | None = None) -> None:
-    """Every value of ``values`` is in ``p``'s domain (``Perturbation.admits``), or one ConfigError names them."""
-    bad = [v for v in values if not p.admits(v, as_level=as_level)]
-    if not bad:
-        return
-    domain = domain or f"{p.name}'s domain"
-    fix = fix or ("give values in that domain, or severities: [1, 2, 3, 4, 5] for the severity table's values "
-                  "(`embedrobust perturb --list` shows every family's domain)")
-    raise ConfigError(f"{where}: {', '.join(_shown(v) for v in bad)} {'is' if len(bad) == 1 else 'are'} not in "
-                      f"{domain}, {p.domain} ({p.param}); {fix}")
 
 
 def _check_eps(where: str, values) -> None:
@@ -237,7 +219,7 @@ def families(config: dict) -> dict[str, list[float]]:
     An explicit family overrides the same family from a preset.
     """
     from .errors import unknown_name
-    from .perturb import get_perturbation
+    from .perturb.spec import family_values
 
     pert = config.get("perturbations", {})
     out: dict[str, list[float]] = {}
@@ -248,21 +230,9 @@ def families(config: dict) -> dict[str, list[float]]:
             raise ConfigError(f"perturbations.presets: {unknown_name('preset', preset, list(PRESETS))}")
         for name in PRESETS[preset]:
             out[name] = list(tabled(config, name, f"perturbations.presets.{preset}").severities)
+    table = severity_table(config)
     for name, spec in pert.get("families", {}).items():
-        try:
-            p = get_perturbation(name)
-        except KeyError as exc:
-            raise ConfigError(f"perturbations.families.{name}: {exc}") from None
-        if "levels" not in spec or p.unit == "severity":  # the table maps severities, or is read at call time
-            p = tabled(config, name, f"perturbations.families.{name}")
-        if "levels" in spec:
-            values = [float(v) for v in spec["levels"]]
-            _check_values(f"perturbations.families.{name}.levels", p, values)
-        else:
-            values = p.levels(spec["severities"])
-        if len(set(values)) != len(values):
-            raise ConfigError(f"perturbations.families.{name}: repeated parameter values {values}; list each once.")
-        out[name] = values
+        out[name] = list(family_values(name, spec, table, f"perturbations.families.{name}"))
     return out
 
 
@@ -277,17 +247,9 @@ def tabled(config: dict, name: str, where: str = "perturbations"):
     Raises:
         ConfigError: the table has no entry for ``name``.
     """
-    from .perturb import with_table
-    from .perturb.registry import PerturbationValueError
+    from .perturb.spec import tabled as spec_tabled
 
-    try:
-        return with_table(name, severity_table(config))
-    except PerturbationValueError as exc:
-        from .perturb import get_perturbation
-
-        fix = (f"give {name} as natural-unit levels" if get_perturbation(name).unit == "natural"
-               else f"drop {name}")
-        raise ConfigError(f"{where}: {exc}. Either {fix}, or drop perturbations.table.") from None
+    return spec_tabled(name, severity_table(config), where)
 
 
 def family_options(config: dict) -> dict[str, dict]:
@@ -380,8 +342,6 @@ def _finetune_sweep(config: dict) -> dict[str, dict]:
         spec = list(grid)
     if isinstance(spec, list):
         spec = {n: ({"levels": grid[n]} if n in grid else None) for n in spec}
-    else:
-        _check_finetune_families(spec)
     table = severity_table(config)
     trained = {n: {"levels": list(v)} if not (v and v[0] == "range") else {"range": [v[1], v[2]]}
                for n, v in resolve_families(spec, table).items()}
@@ -405,27 +365,6 @@ def _finetune_sweep(config: dict) -> dict[str, dict]:
                     runs[name] = {"base": base, "dataset": dataset, "method": method, "alpha": alpha,
                                   "family": fam, "train": train}
     return runs
-
-
-def _check_finetune_families(spec: dict) -> None:
-    """Levels and ranges of ``finetune.families`` (a mapping) are in their families' domains."""
-    from .perturb import get_perturbation
-
-    for name, fam in spec.items():
-        try:
-            p = get_perturbation(name)
-        except KeyError:
-            continue  # resolve_families names the unknown family, with the closest known ones
-        fam = fam or {}
-        if "levels" in fam:
-            _check_values(f"finetune.families.{name}.levels", p, [float(v) for v in fam["levels"]])
-        if "range" in fam:
-            lo, hi = (float(v) for v in fam["range"])
-            where = f"finetune.families.{name}.range"
-            # drawn uniformly, then rounded by the function where it takes integers: the ends need only be in range
-            _check_values(where, p, [lo, hi], as_level=False, fix="give [lo, hi] inside that domain")
-            if lo > hi:
-                raise ConfigError(f"{where}: [{_shown(lo)}, {_shown(hi)}] is not ordered; give [lo, hi] with lo <= hi")
 
 
 def model_spec(config: dict, model: str) -> dict:

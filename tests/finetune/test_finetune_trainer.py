@@ -220,7 +220,8 @@ def test_sampler_reads_the_severity_table():
 
 
 def test_a_family_missing_from_the_table_says_what_helps():
-    with pytest.raises(ConfigError, match="frost: no 'cifar10-c' severity table.*; drop it, or drop perturbations"):
+    with pytest.raises(ConfigError, match="frost: no 'cifar10-c' severity table.*Either drop frost, or drop "
+                                          "perturbations.table"):
         PerturbationSampler(["frost"], 1, table="cifar10-c")  # severity unit: levels would not help
     assert PerturbationSampler({"embed_attack": {"levels": [0.01]}}, 1, table="cifar10-c").families
 

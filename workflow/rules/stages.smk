@@ -22,7 +22,9 @@ for _stage in _manifest.STAGES:
         wildcard_constraints:
             **stage_constraints(_stage),
         params:
-            stage=_stage.name,
+            # the command, not the bare stage name: Snakemake's linter reads a param that prefixes an output path
+            # ("report" of reports/) as a hard-coded path
+            command=f"embedrobust {_stage.name}",
             cfg=stage_json(_stage.name),
             threads=thread_flag(_stage),
             io=stage_io(_stage),
@@ -37,4 +39,4 @@ for _stage in _manifest.STAGES:
         conda:
             "../envs/embedrobust.yaml"
         shell:
-            "python -m embedrobust {params.stage} {params.threads} --stage-config {params.cfg:q} {params.io} > {log} 2>&1"
+            "python -m {params.command} {params.threads} --stage-config {params.cfg:q} {params.io} > {log} 2>&1"

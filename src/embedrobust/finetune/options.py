@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..perturb import get_perturbation, with_table
-from ..perturb.registry import DEFAULT_TABLE, PerturbationValueError
+from ..perturb.registry import DEFAULT_TABLE
+from ..perturb.spec import family_values
 
 ROBUSTNESS_KINDS = ("meb", "max", "mean")  # the spread of an image's views (losses.robustness_loss)
 UTILITIES = ("cosine", "whitened")
@@ -117,38 +117,13 @@ def resolve_families(spec, table: str = DEFAULT_TABLE) -> dict[str, tuple[float,
 
     ``spec`` is a list of names (each at severity 1-5 values) or a mapping name -> ``{levels: [...]}`` |
     ``{severities: [1..5]}`` | ``{range: [lo, hi]}`` | None (severities 1-5), the same form as
-    ``perturbations.families`` in params; severities read the severity table ``table`` (``with_table``).
+    ``perturbations.families`` in params, read by the same parser (``perturb.spec.family_values``); severities
+    read the severity table ``table``.
     """
     if isinstance(spec, (list, tuple)):
         spec = {name: None for name in spec}
     if not isinstance(spec, dict) or not spec:
         raise ConfigError("finetune.families must be a non-empty list of perturbation names or a mapping "
                           "name -> {levels|severities|range}; e.g. families: [gaussian_noise, jpeg_compression]")
-    out: dict = {}
-    for name, fam in spec.items():
-        try:
-            p = get_perturbation(name)
-        except KeyError as exc:
-            raise ConfigError(f"finetune.families.{name}: {exc}") from None
-        fam = fam or {}
-        if "levels" not in fam and "range" not in fam:
-            try:
-                p = with_table(name, table)
-            except PerturbationValueError as exc:
-                fix = "give its levels instead" if p.unit == "natural" else "drop it"
-                raise ConfigError(f"finetune.families.{name}: {exc}; {fix}, or drop perturbations.table") from None
-        if "range" in fam:
-            lo, hi = (float(v) for v in fam["range"])
-            if not (p.bounds[0] <= lo <= hi <= p.bounds[1]):
-                raise ConfigError(f"finetune.families.{name}.range [{lo:g}, {hi:g}] must be ordered and inside "
-                                  f"[{p.bounds[0]:g}, {p.bounds[1]:g}] ({p.param})")
-            out[name] = ("range", lo, hi)
-        elif "levels" in fam:
-            out[name] = tuple(float(v) for v in fam["levels"])
-        elif "severities" in fam:
-            out[name] = tuple(p.levels(fam["severities"]))
-        else:
-            out[name] = tuple(p.severities)
-        if not out[name]:
-            raise ConfigError(f"finetune.families.{name}: no levels given; list at least one")
-    return out
+    return {name: family_values(name, fam, table, f"finetune.families.{name}", ranges=True)
+            for name, fam in spec.items()}
