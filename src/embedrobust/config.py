@@ -524,7 +524,7 @@ def dense_plan(config: dict) -> dict:
     return {
         "datasets": datasets,
         "models": _selected_models(config, "dense") if datasets else [],
-        "conditions": [[c.family, None if c.is_clean else c.value] for c in grid],
+        "conditions": [c.as_pair() for c in grid],
         "family_options": {f: o for f, o in fam_opts.items() if any(c.family == f for c in grid)},
         "eps": eps,
         "options": _checked_options("dense", dense.get("options"), DENSE_DEFAULTS),

@@ -33,6 +33,16 @@ class Condition:
     def is_clean(self) -> bool:
         return self.family == "clean"
 
+    def as_pair(self) -> list:
+        """``[family, value]``, the clean value as None: a condition in JSON (stage configs), which has no NaN."""
+        return [self.family, None if self.is_clean else self.value]
+
+    @classmethod
+    def of(cls, pair) -> Condition:
+        """The condition of a ``[family, value]`` pair (``as_pair``; a clean pair's value is ignored)."""
+        family = str(pair[0])
+        return cls("clean", math.nan) if family == "clean" else cls(family, float(pair[1]))
+
 
 CLEAN = Condition("clean", math.nan)
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .config import conditions
+from .core import Condition
 from .paths import (  # noqa: F401 (the stages' artifact paths, also reached as stages.<name>)
     DECLARED_DIRS,
     checkpoint_path,
@@ -189,7 +190,7 @@ def dense(cfg: dict, root: Path) -> Path:
     meta = data["test"][2]
     log.info("dense %s (%s) x %s: %s train / %s val / %s test images, %d conditions, eps %s", ds, meta["task"], model,
              *(len(data[s][0]) for s in ("train", "val", "test")), len(cfg["conditions"]), cfg["eps"])
-    conds = [(f, math.nan if v is None else v) for f, v in cfg["conditions"]]
+    conds = [Condition.of(pair) for pair in cfg["conditions"]]
     attacks = {dense_task(meta["task"]).attack: cfg["eps"]} if cfg["eps"] else {}
     df = evaluate_dense(_encoder(cfg, root), data, meta["task"], conds, attacks, cfg["options"], cfg["seed"],
                         cfg["family_options"])

@@ -39,9 +39,8 @@ GEOMETRIC = {"rotate", "crop_resize", "elastic_transform"}
 
 
 def _conditions(conditions: Sequence) -> list[Condition]:
-    out = [c if isinstance(c, Condition)
-           else Condition("clean", math.nan) if str(c[0]) == "clean"
-           else Condition(str(c[0]), float(c[1])) for c in conditions]
+    """``Condition``s (or ``[family, value]`` pairs, ``Condition.of``), the clean one first."""
+    out = [c if isinstance(c, Condition) else Condition.of(c) for c in conditions]
     if not out or not out[0].is_clean:
         out = [Condition("clean", math.nan), *[c for c in out if not c.is_clean]]
     return out
