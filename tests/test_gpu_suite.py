@@ -43,7 +43,7 @@ def test_tiny_cpu_run_reports_every_step_ok_with_positive_figures(tmp_path):
     for r in rows:
         by_step.setdefault(r[0], []).append(r)
     assert sorted(by_step) == ["1", "2", "3", "4"]
-    for step, what, figure, target, status in rows:
+    for step, what, figure, _target, status in rows:
         assert status.startswith("ok ("), (step, what, status)
         m = NUMBER.match(figure)
         assert m and float(m[0]) > 0, (step, what, figure)

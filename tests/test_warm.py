@@ -55,12 +55,12 @@ def test_a_stage_through_the_server_writes_the_same_bytes_as_in_its_own_process(
     embed = canonical_json(stage_config(cfg, "embed", "digits", "vit"))
     runs = {}
     cold = {k: v for k, v in env.items() if k != warm.ENV_SOCKET}
-    for name, env in (("warm", {**env, "OMP_NUM_THREADS": "1"}), ("cold", {**cold, "OMP_NUM_THREADS": "1"})):
+    for name, job_env in (("warm", {**env, "OMP_NUM_THREADS": "1"}), ("cold", {**cold, "OMP_NUM_THREADS": "1"})):
         root = tmp_path / name
         root.mkdir()
         before = _forks(log)
         for args in (["fetch", "--stage-config", fetch], ["embed", "--threads", "1", "--stage-config", embed]):
-            proc = _stage([*args, "--root", str(root)], root, env)
+            proc = _stage([*args, "--root", str(root)], root, job_env)
             assert proc.returncode == 0, proc.stderr
         runs[name] = root
         assert _forks(log) - before == (2 if name == "warm" else 0)

@@ -18,8 +18,6 @@ from . import manifest
 from .errors import EmbedRobustError
 
 STAGES = manifest.names()
-PER_DATASET = {s.name for s in manifest.STAGES if s.runs == "dataset"}
-PER_MODEL = {s.name for s in manifest.STAGES if s.runs == "dataset_model"}
 # Stages that compute without torch (numpy, scikit-learn, statsmodels, matplotlib): --threads has nothing to set
 # there, and importing torch to set it would add seconds to every such job.
 NO_TORCH = {s.name for s in manifest.STAGES if s.torch == "none"}
@@ -152,8 +150,8 @@ def _check_io(args, cfgs: list[dict]) -> None:
     for name, value in outputs:
         if expected.get(name) != os.path.relpath(value, args.root):
             raise EmbedRobustError(f"--output {name}={value}: the stage manifest gives {st.name}'s output "
-                                   f"{name!r} as {expected.get(name)!r} for this job; the workflow's rule and "
-                                   f"embedrobust.manifest disagree (regenerate, or fix the rule)")
+                                   f"{name!r} as {expected.get(name)!r} for this job; pass the manifest's paths (the "
+                                   f"rules of workflow/rules/stages.smk take theirs from it), or none")
     names = {i.name for i in st.inputs}
     for name, value in inputs:
         rel = os.path.relpath(value, args.root)

@@ -133,7 +133,7 @@ def _rank_rows(base, groups, cubes, reps, metrics, ci, n_boot) -> list[dict]:
     out = []
     for m in metrics:
         for family in families + [POOLED]:
-            def column(g, kind):
+            def column(g, kind, family=family, m=m):  # bound: used within this iteration only
                 c, r = cubes[g], reps[g]
                 if family == POOLED:
                     idx = [c.families.index(f) for f in families]

@@ -245,7 +245,7 @@ def write_pretrained(specs: dict[str, dict], cache_dir: Path, seed: int = 0) -> 
                 stale.unlink(missing_ok=True)
             state = _build_state(library, model, seed)
             n_params = sum(v.numel() for v in state.values())
-            _atomic_write(path, lambda tmp, state=state: _save(state, filename, tmp))
+            _atomic_write(path, lambda tmp, state=state, filename=filename: _save(state, filename, tmp))
             del state
             gc.collect()
             _write_text(repo / "refs" / "main", REHEARSAL_COMMIT)

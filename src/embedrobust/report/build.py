@@ -168,7 +168,7 @@ def _run_facts(ctx: dict) -> list[str]:
                  + f" (headline numbers: {S.task_label(ctx['task'])}).")
     if runs:
         by = {}
-        for name, r in runs.items():
+        for r in runs.values():
             by.setdefault((r["base"], r["method"]), []).append(r)
         for (b, method), rs in by.items():
             trained = [escape(f) for f in rs[0]["train"]["families"] or []]

@@ -326,7 +326,7 @@ def metric_table(fits: pd.DataFrame, predictions: pd.DataFrame) -> Figure:
     for j, col in enumerate(tab.columns):
         if not col.startswith("MAE"):
             continue
-        for task, grp in tab[col].groupby(level=0, sort=True):
+        for _task, grp in tab[col].groupby(level=0, sort=True):
             if grp.notna().any():
                 i = tab.index.get_loc(grp.idxmin())
                 table[i + 1, j].set_text_props(fontweight="bold")

@@ -144,7 +144,7 @@ def metric_sentences(summary: dict, ds: str, models: list[str], task: str, gran:
     best = _get(summary, "best_metric_by_mae", task, gran)
     if best:
         out.append(f"Lowest held-out-family MAE, averaged over the models: <b>{escape(metric_label(best))}</b>.")
-    for pair, diffs in sorted((_get(boot, "r2_difference") or {}).get(model_key(summary, ds, models[0]), {})
+    for pair, _diffs in sorted((_get(boot, "r2_difference") or {}).get(model_key(summary, ds, models[0]), {})
                               .get(task, {}).items()):
         vals = [_get(boot, "r2_difference", model_key(summary, ds, m), task, pair, gran) for m in models]
         vals = [v for v in vals if v and F.finite(v["ci_low"]) and F.finite(v["ci_high"])]
