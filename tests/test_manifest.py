@@ -65,6 +65,8 @@ def test_the_paths_module_formats_the_manifests_templates():
     assert paths.checkpoint_relpath("m") == "data/models/m/model.pt"
     assert paths.regression_dir(root, "d") == root / "data/regression/d"
     assert manifest.outputs("embed", root, dataset="d", model="m")["store"] == root / "data/embeddings/d/m.zarr/zarr.json"
+    # the report's provenance lines: a wildcard not given reads <name>
+    assert manifest.relpath("dense", "table", dataset="shapes") == "data/dense/shapes/<model>.parquet"
 
 
 @pytest.fixture

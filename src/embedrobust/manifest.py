@@ -246,6 +246,13 @@ def outputs(stage_name: str, root: Path | str = ".", **wildcards: str) -> dict[s
     return {a.name: Path(root) / a.target.format(**wildcards) for a in stage(stage_name).outputs}
 
 
+def relpath(stage_name: str, artifact: str, **wildcards: str) -> str:
+    """An artifact's path relative to the project root, as text (the report's provenance lines name them); a
+    wildcard not given reads ``<name>`` (``data/dense/shapes/<model>.parquet``)."""
+    st = stage(stage_name)
+    return st.output(artifact).path.format(**{w: wildcards.get(w, f"<{w}>") for w in st.wildcards})
+
+
 def declared_dirs() -> dict[str, str]:
     """Stage -> the output directory that must exist even where the stage writes nothing (DVC declares it)."""
     return {s.name: s.out_dirs[0] for s in STAGES if s.declared}

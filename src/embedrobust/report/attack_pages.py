@@ -15,6 +15,7 @@ from matplotlib.lines import Line2D
 
 from .. import stages
 from ..config import dense_plan, task_attack_plan
+from ..manifest import relpath
 from . import formatting as F
 from .palette import Palette, palette_for
 from .regression_figures import _order, _rc, _style, new_figure
@@ -202,7 +203,8 @@ def attack_pages(doc, config: dict, root: Path, rob: pd.DataFrame, outcomes: pd.
                       note="embed_attack DR: mean DivergenceRadius of the embed_attack family (one ball over clean "
                            "and every eps). The PGD columns use the probe task_attack fits (its own C on its val "
                            "split), with its own clean accuracy beside them. – : not run at that eps.",
-                      source=f"data/downstream/{ds}/<model>.parquet, data/task_attack/{ds}/<model>.parquet",
+                      source=f"{relpath('downstream', 'table', dataset=ds)}, "
+                             f"{relpath('task_attack', 'table', dataset=ds)}",
                       header={"model": "model", "eps": "eps\n(L-inf)", "embed_attack_DR": "embed_attack\nDR",
                               "clean_%": "clean\nacc. (%)", "embed_attack_%": "embed_attack\nacc. (%)",
                               "pgd_clean_%": "PGD probe\nclean (%)", "pgd_%": "PGD\nacc. (%)"})
@@ -230,7 +232,7 @@ def attack_pages(doc, config: dict, root: Path, rob: pd.DataFrame, outcomes: pd.
                       f"({better} is better).",
                       note=("Targets not aligned (a geometric family moved the pixels): " + ", ".join(misaligned)
                             + ".") if misaligned else "",
-                      source=f"data/dense/{ds}/<model>.parquet", header={"condition": "condition"})
+                      source=relpath("dense", "table", dataset=ds), header={"condition": "condition"})
         heads = dense.groupby(["dataset", "model"], sort=True)[["head_lr", "head_steps", "val_metric"]].first()
         heads = heads.reset_index()
         doc.table(heads.assign(head_steps=heads["head_steps"].astype(int)),

@@ -33,6 +33,7 @@ from ..config import (
     severity_table,
     task_attack_plan,
 )
+from ..manifest import relpath
 from . import formatting as F
 from . import summary as S
 from .typeset import TEXT_H, Report, table_page, text_pages
@@ -227,7 +228,7 @@ def _models_section(doc: Report, ctx: dict, ds: str) -> None:
               note=f"mean DR: mean over test images and families, with its image-bootstrap interval "
                    f"({ctx['n_boot']} resamples); drop: clean accuracy minus accuracy under a family, mean over the "
                    f"grid's families, with its paired interval; worst family: the largest such drop.",
-              source=f"data/regression/{ds}/model_family.csv",
+              source=relpath("regression", "model_family", dataset=ds),
               header={"rank": "#", "mean DR": f"mean DR\n[{ctx['ci_level']:.0%} CI]", "clean": "clean\nacc. (%)",
                       "drop": f"mean drop (points)\n[{ctx['ci_level']:.0%} CI]", "drop rank": "drop\nrank",
                       "worst family": "worst family\n(drop, points)"})
@@ -274,8 +275,8 @@ def _regression_section(doc: Report, ctx: dict, ds: str) -> None:
                   f"robustness.")
     doc.table(pd.DataFrame(rows), f"{ds}: how well each metric predicts accuracy ({S.task_label(task)}).",
               note=f"[{ci} image-bootstrap intervals]. Every task, the image-level fits and per-family fits: "
-                   f"data/regression/{ds}/bootstrap.csv and fits.csv.",
-              source=f"data/regression/{ds}/bootstrap.csv",
+                   f"{relpath('regression', 'bootstrap', dataset=ds)} and fits.csv.",
+              source=relpath("regression", "bootstrap", dataset=ds),
               header={"r2_bin": "R², bins", "r2_level": "R², levels", "mae_bin": "held-out MAE,\nbins (points)",
                       "mae_level": "held-out MAE,\nlevels (points)"})
     fig = rf.accuracy_vs_robustness(r["binned"], r["fits"], "divergence_radius", ctx["palette"], ctx["ci_level"],
@@ -300,7 +301,7 @@ def _regression_section(doc: Report, ctx: dict, ds: str) -> None:
         doc.table(cells, f"{ds}: across models, does the less robust model lose more accuracy? Rank correlation "
                   f"between mean robustness and mean accuracy drop.",
                   note=f"Positive: the ranking by robustness and by accuracy drop agree. [{ci} image-bootstrap "
-                       f"intervals]. Per family: data/regression/{ds}/rank_correlation.csv.",
+                       f"intervals]. Per family: {relpath('regression', 'rank_correlation', dataset=ds)}.",
                   header={"models": "models", "spearman": f"Spearman ρ\n[{ci} CI]",
                           "kendall": f"Kendall τ-b\n[{ci} CI]"})
     spread = seed_spread_rows(r["seed_spread"], task)
@@ -308,8 +309,9 @@ def _regression_section(doc: Report, ctx: dict, ds: str) -> None:
         doc.table(spread, f"{ds}: spread across seeds ({S.task_label(task)}): each statistic over the replicates "
                   f"of the stochastic parts (perturbation draws, probe split, fine-tuning).",
                   note=f"mean ± sample SD [min, max] over the seeds. Every statistic, task and family: "
-                       f"data/regression/{ds}/seed_spread.csv. Cross-model comparisons use the first seed only.",
-                  source=f"data/regression/{ds}/seed_spread.csv",
+                       f"{relpath('regression', 'seed_spread', dataset=ds)}. Cross-model comparisons use the first "
+                       f"seed only.",
+                  source=relpath("regression", "seed_spread", dataset=ds),
                   header={"spread": "mean ± SD [min, max]", "seeds": "seeds"})
 
 
@@ -453,7 +455,7 @@ def _appendix_results(doc: Report, ctx: dict) -> None:
         header = {m: f"{rf.metric_label(m)}\n(mean)" for m in ctx["metrics"]}
         header.update({"acc": f"{S.task_label(task)}\nacc. (%)", "drop": "drop (points)\n[CI]"})
         doc.table(pd.DataFrame(cols), f"{ds}: mean robustness over the test images and {S.task_label(task)} accuracy "
-                  "per model and family.", source=f"data/regression/{ds}/model_family.csv", header=header)
+                  "per model and family.", source=relpath("regression", "model_family", dataset=ds), header=header)
         pf = r["panel_fits"]
         if not pf.empty:
             cells = pd.DataFrame({
@@ -466,7 +468,7 @@ def _appendix_results(doc: Report, ctx: dict) -> None:
                       "OLS with model and family fixed effects, and a mixed model with a random intercept per model.",
                       note="Intervals: cluster(model, family) t for ols_fe, model-based normal for mixedlm; "
                            "notes and bootstrap intervals in the CSV.",
-                      source=f"data/regression/{ds}/panel_fits.csv",
+                      source=relpath("regression", "panel_fits", dataset=ds),
                       header={"slope": f"slope (points/unit)\n[{ctx['ci_level']:.0%} CI]"})
 
 
@@ -475,7 +477,7 @@ def _provenance(doc: Report, ctx: dict, config_path: str, config_sha: str) -> No
     doc.paragraph(f"The validated config with every default filled: {config_path} (sha256 {config_sha[:16]}…). "
                   "dvc.lock holds the content hash of every artifact; each embedding store records the hash of the "
                   "params that built it:")
-    rows = [{"store": f"data/embeddings/{ds}/{m}.zarr", "images": str(a["n_images"]),
+    rows = [{"store": relpath("embed", "store", dataset=ds, model=m), "images": str(a["n_images"]),
              "conditions": str(len(a["conditions"])), "params sha256": a["params_sha256"][:16] + "…"}
             for (ds, m), a in ctx["stores"].items()]
     doc.table(pd.DataFrame(rows), "Embedding stores.")
@@ -612,7 +614,7 @@ def metrics_json(datasets: list[str], reg: dict, tuned: dict, worst: dict, text:
         if missing:
             from ..errors import DataError
 
-            raise DataError(f"data/regression/{ds}/summary.json has no {', '.join(missing)}; re-run the regression "
+            raise DataError(f"{relpath('regression', 'summary', dataset=ds)} has no {', '.join(missing)}; re-run the regression "
                             "stage (it predates the bootstrap).")
     if tuned:
         metrics["finetune"] = tuned
