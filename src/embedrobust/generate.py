@@ -184,7 +184,7 @@ def dvc_stage(st: manifest.Stage) -> list[str]:
         lines.append(f"    {key}:")
         seen = []
         for a in arts:
-            d = "/".join(a.path.split("/")[:2]) if a.path.startswith("data/") else a.path
+            d = a.dvc_path
             if d in seen:
                 continue
             seen.append(d)

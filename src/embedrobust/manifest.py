@@ -47,6 +47,11 @@ class Artifact:
     dvc_note: str = ""
 
     @property
+    def dvc_path(self) -> str:
+        """What DVC tracks for it: its stage's data/ directory (data/metrics), or the file itself (reports/)."""
+        return "/".join(self.path.split("/")[:2]) if self.path.startswith("data/") else self.path
+
+    @property
     def target(self) -> str:
         """The path Snakemake tracks (the marker file of a marked directory)."""
         return f"{self.path}/{self.marker}" if self.marker else self.path
@@ -121,14 +126,7 @@ class Stage:
     @property
     def out_dirs(self) -> list[str]:
         """What DVC tracks as this stage's outs: the data/ directory of its artifacts, or each report file."""
-        dirs = []
-        for a in self.outputs:
-            if a.dvc_metric:
-                continue
-            d = "/".join(a.path.split("/")[:2]) if a.path.startswith("data/") else a.path
-            if d not in dirs:
-                dirs.append(d)
-        return dirs
+        return list(dict.fromkeys(a.dvc_path for a in self.outputs if not a.dvc_metric))
 
 
 _GPU = {"gpu": True, "runtime": 240}
